@@ -1,0 +1,87 @@
+"""The `dcgan` command: parses and checks options, then calls the dcgan library."""
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+# Quiets TensorFlow's C++ log once it is running (its first lines at load time only obey the
+# variable when it is set in the shell); a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# dcgan is imported inside the commands: it imports TensorFlow, which `--help` should not wait for.
+POSITIVE = click.IntRange(min=1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def main():
+    """Train the classic DCGAN on digits or your own data, and draw images from it."""
+
+
+@main.command()
+@click.option("--dataset", default="mnist",
+              help="mnist, mnist-sample (5,000 bundled digits), fashion-mnist, or a path to a .npz (x_train or x), "
+                   "an IDX file or a folder of IDX files. mnist falls back to mnist-sample when it cannot be found or downloaded.")
+@click.option("--batch-size", type=POSITIVE, default=128, help="Real images per step; the discriminator also sees as many generated ones.")
+@click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
+@click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.0005, help="Learning rate of both SGD optimizers (Nesterov momentum 0.9).")
+@click.option("--seed", type=int, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
+@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
+@click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
+@click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also written at the end of every epoch.")
+@click.option("--save-every", type=POSITIVE, default=500, help="Steps between weight saves; they are also saved at the end.")
+@click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
+@click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir.")
+@click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
+def train(dry_run, **options):
+    """Train the generator and discriminator, writing sample grids, metrics and weights."""
+    from dcgan import TrainConfig, train as run_training
+
+    config = TrainConfig(**options)
+    if dry_run:
+        click.echo(json.dumps(dataclasses.asdict(config), indent=2))
+        return
+    with user_errors():
+        run_training(config)
+
+
+@main.command()
+@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
+@click.option("--batch-size", type=POSITIVE, default=128, help="Images in the output grid.")
+@click.option("--nice", is_flag=True, help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.")
+@click.option("--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept.")
+@click.option("--seed", type=int, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write.  [default: samples/generated_seedSEED.png, or samples/nice_seedSEED.png with --nice]")
+def generate(weights_dir, batch_size, nice, nice_factor, seed, output):
+    """Draw images from a trained generator into one tiled PNG."""
+    from dcgan import generate as generate_images, save_grid
+    from dcgan.files import writable_folder
+
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    output = Path(output or f"samples/{'nice' if nice else 'generated'}_seed{seed}.png")
+    with user_errors():
+        writable_folder(output.parent, "--output")
+        images, _ = generate_images(weights_dir, batch_size, seed, nice_factor if nice else None)
+        save_grid(images, output)
+    click.echo(f"Wrote {len(images)} images to {output} (seed {seed})")
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turns a dcgan.UserError into click's one-line `Error: ...` and exit status 1."""
+    from dcgan import UserError
+
+    try:
+        yield
+    except UserError as error:
+        raise click.ClickException(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The training loop: the classic DCGAN step, sample grids, metrics and weight saves."""
+import csv
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dcgan.datasets import load_dataset
+from dcgan.errors import UserError
+from dcgan.files import writable_folder
+from dcgan.images import save_grid
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator
+from dcgan.weights import RUN_FILE, save_models
+
+METRICS_FILE = "metrics.csv"
+METRICS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_seconds")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in run.json so the run can be understood and rebuilt."""
+
+    dataset: str = "mnist"  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file or folder
+    batch_size: int = 128  # real images per step; the discriminator also sees as many generated ones
+    epochs: int = 30  # passes over the data
+    steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
+    lr: float = 0.0005  # learning rate of both SGD optimizers (Nesterov momentum 0.9)
+    seed: int = 0  # seeds the initial weights, the data order, the training noise and the sample noise
+    weights_dir: str = "weights"  # weights, run.json and metrics.csv
+    samples_dir: str = "samples"  # sample grid PNGs
+    sample_every: int = 200  # steps between sample grids; one is also written at the end of each epoch
+    save_every: int = 500  # steps between weight saves; they are also saved at the end
+    sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
+    overwrite: bool = False  # replace a run already in weights_dir
+
+
+class Trainer:
+    """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step."""
+
+    def __init__(self, lr, seed, latent_dim=LATENT_DIM):
+        keras.utils.set_random_seed(seed)
+        self.seed = seed
+        self.latent_dim = latent_dim
+        self.generator = build_generator(latent_dim)
+        self.discriminator = build_discriminator()
+        # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
+        self.discriminator_variables = list(self.discriminator.trainable_variables)
+        self.d_on_g = build_d_on_g(self.generator, self.discriminator)
+        self.generator_variables = list(self.d_on_g.trainable_variables)
+        self.d_optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        self.g_optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        self.d_optimizer.build(self.discriminator_variables)
+        self.g_optimizer.build(self.generator_variables)
+        self.loss = keras.losses.BinaryCrossentropy()
+        self.discriminator_step = tf.function(self._discriminator_step)
+        self.generator_step = tf.function(self._generator_step)
+        self.train_step = tf.function(self._train_step)
+
+    def noise(self, count, stream):
+        """Uniform noise in [-1, 1], a pure function of (seed, stream): a step's noise never depends on what ran before."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(stream, tf.int64)])
+        return tf.random.stateless_uniform((count, self.latent_dim), seed, minval=-1.0, maxval=1.0)
+
+    def _discriminator_step(self, real, noise):
+        # As the classic: generated images come from the generator in inference mode (its
+        # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
+        fake = self.generator(noise, training=False)
+        batch_size = tf.shape(real)[0]
+        images = tf.concat([real, fake], axis=0)
+        labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
+        with tf.GradientTape() as tape:
+            scores = self.discriminator(images, training=True)
+            loss = self.loss(labels, scores)
+        gradients = tape.gradient(loss, self.discriminator_variables)
+        self.d_optimizer.apply(gradients, self.discriminator_variables)
+        return loss, tf.reduce_mean(scores[:batch_size]), tf.reduce_mean(scores[batch_size:])
+
+    def _generator_step(self, noise):
+        with tf.GradientTape() as tape:
+            scores = self.d_on_g(noise, training=True)
+            loss = self.loss(tf.ones_like(scores), scores)
+        gradients = tape.gradient(loss, self.generator_variables)
+        self.g_optimizer.apply(gradients, self.generator_variables)
+        return loss
+
+    def _train_step(self, real, step):
+        """One classic step; `step` picks the noise, so the same seed and step give the same update."""
+        batch_size = tf.shape(real)[0]
+        d_loss, d_real, d_fake = self._discriminator_step(real, self.noise(batch_size, 2 * step))
+        g_loss = self._generator_step(self.noise(batch_size, 2 * step + 1))
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+
+
+def epoch_order(seed, epoch, count):
+    """The data order of one epoch, a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def sample_noise(seed, count, latent_dim=LATENT_DIM):
+    """The fixed noise batch behind every sample grid of a run."""
+    return np.random.default_rng([seed, 2**31]).uniform(-1, 1, (count, latent_dim)).astype(np.float32)
+
+
+def train(config):
+    """Train per `config`, writing sample grids, metrics and weights. Returns the Trainer."""
+    images = load_dataset(config.dataset)
+    if config.batch_size > len(images):
+        raise UserError(
+            f"batch size {config.batch_size} is larger than the dataset ({len(images)} images); "
+            f"use a batch size of at most {len(images)}"
+        )
+    weights_dir = writable_folder(config.weights_dir, "--weights-dir")
+    samples_dir = writable_folder(config.samples_dir, "--samples-dir")
+    if (weights_dir / RUN_FILE).exists() and not config.overwrite:
+        raise UserError(
+            f"{weights_dir} already holds a training run; pass --overwrite to replace it, "
+            "or choose another folder with --weights-dir"
+        )
+
+    trainer = Trainer(config.lr, config.seed)
+    fixed_noise = sample_noise(config.seed, config.sample_count)
+    steps_per_epoch = len(images) // config.batch_size
+    total_steps = config.epochs * steps_per_epoch
+    if config.steps is not None:
+        total_steps = min(total_steps, config.steps)
+    run_info = {
+        "config": dataclasses.asdict(config),
+        "image_shape": list(images.shape[1:]),
+        "latent_dim": trainer.latent_dim,
+        "dataset_size": len(images),
+        "steps_per_epoch": steps_per_epoch,
+    }
+    print(
+        f"Training on {len(images)} images from {config.dataset}: {total_steps} steps of batch {config.batch_size} "
+        f"({steps_per_epoch} per epoch); weights in {weights_dir}, samples in {samples_dir}"
+    )
+
+    def save(step, epoch):
+        save_models(weights_dir, trainer.generator, trainer.discriminator, {**run_info, "step": step, "epoch": epoch})
+
+    def sample(step, epoch):
+        grid = trainer.generator(fixed_noise, training=False)
+        save_grid(grid.numpy(), samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
+
+    start = time.perf_counter()
+    step = 0
+    with open(weights_dir / METRICS_FILE, "w", newline="") as metrics_file:
+        metrics = csv.writer(metrics_file)
+        metrics.writerow(METRICS_COLUMNS)
+        for epoch in range(1, config.epochs + 1):
+            order = epoch_order(config.seed, epoch, len(images))
+            epoch_steps = min(steps_per_epoch, total_steps - step)
+            progress = Progress(epoch, config.epochs, epoch_steps, config.batch_size)
+            for index in range(epoch_steps):
+                batch = images[order[index * config.batch_size : (index + 1) * config.batch_size]]
+                values = {k: float(v) for k, v in trainer.train_step(batch, tf.constant(step, tf.int64)).items()}
+                step += 1
+                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in METRICS_COLUMNS[2:6]),
+                                  f"{time.perf_counter() - start:.3f}"])
+                metrics_file.flush()
+                progress.update(values)
+                if step % config.sample_every == 0:
+                    sample(step, epoch)
+                if step % config.save_every == 0 and step < total_steps:
+                    save(step, epoch)
+            progress.finish()
+            if step % config.sample_every != 0:
+                sample(step, epoch)
+            if step == total_steps:
+                break
+    save(step, epoch)
+    print(f"Done: {step} steps in {time.perf_counter() - start:.0f} s; weights in {weights_dir}")
+    return trainer
+
+
+class Progress:
+    """One line per epoch: steps done, running means of the losses and scores, images per second.
+
+    On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
+    """
+
+    def __init__(self, epoch, epochs, steps, batch_size):
+        self.prefix = f"epoch {epoch}/{epochs}"
+        self.steps = steps
+        self.batch_size = batch_size
+        self.done = 0
+        self.sums = {}
+        self.start = time.perf_counter()
+        self.live = sys.stdout.isatty()
+        self.every = 1 if self.live else max(1, steps // 10)
+
+    def update(self, values):
+        self.done += 1
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        if self.done % self.every == 0 and self.done < self.steps:
+            self._show(end="\r" if self.live else "\n")
+
+    def finish(self):
+        self._show(end="\n")
+
+    def _show(self, end):
+        seconds = time.perf_counter() - self.start
+        mean = {name: total / self.done for name, total in self.sums.items()}
+        line = (
+            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
+            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  {self.done * self.batch_size / seconds:.0f} img/s"
+        )
+        print(line, end=end, flush=True)

@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import dcgan  # noqa: E402
+from dcgan import TrainConfig  # noqa: E402
+
+TINY = dict(dataset="mnist-sample", batch_size=8, steps=6, sample_every=4, save_every=4, sample_count=10)
+
+
+def tiny_config(folder, **changes):
+    """A run small enough for a test: a few steps on a few images, writing under `folder`."""
+    folder = Path(folder)
+    options = {**TINY, "weights_dir": str(folder / "weights"), "samples_dir": str(folder / "samples"), **changes}
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One tiny training run shared by the tests that only read its outputs."""
+    config = tiny_config(tmp_path_factory.mktemp("trained"))
+    trainer = dcgan.train(config)
+    return config, trainer
+
+
+def run_dcgan(*args, cwd):
+    """The installed `dcgan` command in a child process."""
+    command = Path(sys.executable).parent / "dcgan"
+    return subprocess.run([str(command), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)

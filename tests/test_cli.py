@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli import main
+from dcgan import load_generator
+
+from conftest import run_dcgan
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, message):
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), "a traceback escaped"
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "no-such-set"], "neither a known name"),
+        (["--dataset", "/no/such/file.npz"], "neither a known name"),
+        (["--batch-size", "0"], "0 is not in the range x>=1"),
+        (["--batch-size", "-3"], "-3 is not in the range x>=1"),
+        (["--dataset", "mnist-sample", "--batch-size", "6000"], "larger than the dataset (5000 images)"),
+        (["--epochs", "0"], "not in the range"),
+        (["--lr", "0"], "not in the range"),
+    ],
+)
+def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
+    result = invoke("train", "--weights-dir", tmp_path / "w", "--samples-dir", tmp_path / "s", *args)
+    assert_one_line_error(result, message)
+
+
+def test_train_rejects_wrong_shapes_and_unreadable_files(tmp_path):
+    np.savez(tmp_path / "colour.npz", x_train=np.zeros((5, 32, 32, 3), np.uint8))
+    (tmp_path / "broken-idx3-ubyte.gz").write_bytes(b"this is not gzip")
+    for dataset, message in ((tmp_path / "colour.npz", "shape (5, 32, 32, 3)"), (tmp_path / "broken-idx3-ubyte.gz", "cannot read")):
+        assert_one_line_error(invoke("train", "--dataset", dataset, "--weights-dir", tmp_path / "w"), message)
+
+
+def test_train_rejects_output_folders_it_cannot_write(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ("train", "--dataset", "mnist-sample", "--batch-size", "4", "--steps", "1")
+    result = invoke(*args, "--weights-dir", blocker / "weights", "--samples-dir", tmp_path / "s")
+    assert_one_line_error(result, "--weights-dir")
+    result = invoke(*args, "--weights-dir", tmp_path / "w", "--samples-dir", blocker / "samples")
+    assert_one_line_error(result, "--samples-dir")
+
+
+def test_dry_run_prints_the_configuration(tmp_path):
+    result = invoke("train", "--dry-run", "--batch-size", "32", "--weights-dir", tmp_path / "w")
+    assert result.exit_code == 0
+    config = json.loads(result.output)
+    assert config["batch_size"] == 32 and config["lr"] == 0.0005 and config["dataset"] == "mnist"
+    assert not (tmp_path / "w").exists()
+
+
+def test_help_explains_every_option():
+    for command, options in (("train", ["--dataset", "--batch-size", "--epochs", "--steps", "--lr", "--seed", "--weights-dir",
+                                        "--samples-dir", "--sample-every", "--save-every"]),
+                             ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed"])):
+        text = invoke(command, "--help").output
+        for option in options:
+            assert option in text
+        assert "[default: 128" in text
+
+
+def test_generate_same_seed_gives_a_byte_identical_png(trained, tmp_path):
+    config, _ = trained
+    for name in ("a.png", "b.png"):
+        result = invoke("generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 7, "--output", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        assert "seed 7" in result.output
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    invoke("generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 8, "--output", tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
+    with Image.open(tmp_path / "a.png") as png:
+        assert png.size == (3 * 28, 2 * 28)
+
+
+def test_generate_errors(trained, tmp_path):
+    config, _ = trained
+    assert_one_line_error(invoke("generate", "--weights-dir", tmp_path / "none"), "does not exist")
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "run.json").write_text((Path(config.weights_dir) / "run.json").read_text())
+    (tmp_path / "partial" / "generator.weights.h5").write_bytes((Path(config.weights_dir) / "generator.weights.h5").read_bytes())
+    assert_one_line_error(invoke("generate", "--weights-dir", tmp_path / "partial", "--nice"), "discriminator.weights.h5 is missing")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--output", blocker / "out.png"), "--output")
+
+
+def test_installed_command_trains_and_generates_end_to_end(tmp_path):
+    train = run_dcgan("train", "--dataset", "mnist-sample", "--batch-size", 8, "--steps", 3, "--sample-every", 2,
+                      "--weights-dir", "w", "--samples-dir", "s", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
+    assert "epoch 1/30 step 3/3" in train.stdout and "img/s" in train.stdout
+    assert (tmp_path / "w" / "generator.keras").exists()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["fakes_epoch0001_step0000002.png", "fakes_epoch0001_step0000003.png"]
+
+    nice = run_dcgan("generate", "--nice", "--batch-size", 6, "--nice-factor", 3, "--weights-dir", "w", "--seed", 1, cwd=tmp_path)
+    assert nice.returncode == 0, nice.stderr
+    with Image.open(tmp_path / "samples" / "nice_seed1.png") as png:
+        assert png.size == (3 * 28, 2 * 28)
+
+    again = run_dcgan("train", "--dataset", "mnist-sample", "--weights-dir", "w", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1].startswith("Error: ") and "Traceback" not in again.stderr
+
+
+def test_saved_generator_loads_in_a_script_that_never_imports_dcgan(trained, tmp_path):
+    config, _ = trained
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import keras, numpy as np
+        generator = keras.saving.load_model({str(Path(config.weights_dir) / "generator.keras")!r})
+        noise = np.random.default_rng(0).uniform(-1, 1, (5, 100)).astype("float32")
+        np.save({str(tmp_path / "images.npy")!r}, generator.predict(noise, verbose=0))
+        assert not any(name == "dcgan" or name.startswith("dcgan.") for name in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    images = np.load(tmp_path / "images.npy")
+    assert images.shape == (5, 28, 28, 1) and images.min() >= -1 and images.max() <= 1
+    noise = np.random.default_rng(0).uniform(-1, 1, (5, 100)).astype("float32")
+    np.testing.assert_allclose(images, load_generator(config.weights_dir)(noise, training=False).numpy(), atol=1e-5)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from dcgan import Trainer
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator
+
+
+def layer_summary(model):
+    return [(type(layer).__name__, tuple(layer.output.shape[1:])) for layer in model.layers]
+
+
+def test_generator_is_the_classic_design():
+    generator = build_generator()
+    assert layer_summary(generator) == [
+        ("Dense", (1024,)),
+        ("Activation", (1024,)),
+        ("Dense", (128 * 7 * 7,)),
+        ("BatchNormalization", (128 * 7 * 7,)),
+        ("Activation", (128 * 7 * 7,)),
+        ("Reshape", (7, 7, 128)),
+        ("UpSampling2D", (14, 14, 128)),
+        ("Conv2D", (14, 14, 64)),
+        ("Activation", (14, 14, 64)),
+        ("UpSampling2D", (28, 28, 64)),
+        ("Conv2D", (28, 28, 1)),
+        ("Activation", (28, 28, 1)),
+    ]
+    assert [layer.activation.__name__ for layer in generator.layers if type(layer).__name__ == "Activation"] == ["tanh"] * 4
+    assert generator.input_shape == (None, LATENT_DIM)
+    dense = (100 * 1024 + 1024) + (1024 * 6272 + 6272)
+    batch_norm = 4 * 6272
+    convolutions = (5 * 5 * 128 * 64 + 64) + (5 * 5 * 64 * 1 + 1)
+    assert generator.count_params() == dense + batch_norm + convolutions
+
+
+def test_discriminator_is_the_classic_design():
+    discriminator = build_discriminator()
+    assert layer_summary(discriminator) == [
+        ("Conv2D", (28, 28, 64)),
+        ("Activation", (28, 28, 64)),
+        ("MaxPooling2D", (14, 14, 64)),
+        ("Conv2D", (10, 10, 128)),
+        ("Activation", (10, 10, 128)),
+        ("MaxPooling2D", (5, 5, 128)),
+        ("Flatten", (3200,)),
+        ("Dense", (1024,)),
+        ("Activation", (1024,)),
+        ("Dense", (1,)),
+        ("Activation", (1,)),
+    ]
+    activations = [layer.activation.__name__ for layer in discriminator.layers if type(layer).__name__ == "Activation"]
+    assert activations == ["tanh", "tanh", "tanh", "sigmoid"]
+    convolutions = (5 * 5 * 1 * 64 + 64) + (5 * 5 * 64 * 128 + 128)
+    dense = (3200 * 1024 + 1024) + (1024 + 1)
+    assert discriminator.count_params() == convolutions + dense
+
+
+def test_d_on_g_stacks_the_two_models_and_trains_only_the_generator():
+    generator, discriminator = build_generator(), build_discriminator()
+    d_on_g = build_d_on_g(generator, discriminator)
+    assert d_on_g.layers == [generator, discriminator]
+    assert d_on_g.output_shape == (None, 1)
+    trained = {id(v) for v in d_on_g.trainable_variables}
+    assert trained == {id(v) for v in generator.trainable_variables}
+    assert not trained & {id(v) for v in discriminator.variables}
+
+
+def snapshot(model):
+    return [v.numpy() for v in model.variables]
+
+
+def changed(before, after):
+    return [not np.array_equal(b, a) for b, a in zip(before, after)]
+
+
+def test_each_step_trains_only_its_own_model_over_alternating_steps():
+    trainer = Trainer(lr=0.0005, seed=3)
+    generator, discriminator = trainer.generator, trainer.discriminator
+    generator_trainable = [i for i, v in enumerate(generator.variables) if v.trainable]
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        real = rng.uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+        g_before, d_before = snapshot(generator), snapshot(discriminator)
+        trainer.discriminator_step(real, trainer.noise(4, 2 * step))
+        assert not any(changed(g_before, snapshot(generator))), f"step {step}: discriminator step changed the generator"
+        assert all(changed(d_before, snapshot(discriminator))), f"step {step}: a discriminator variable did not learn"
+
+        g_before, d_before = snapshot(generator), snapshot(discriminator)
+        trainer.generator_step(trainer.noise(4, 2 * step + 1))
+        assert not any(changed(d_before, snapshot(discriminator))), f"step {step}: generator step changed the discriminator"
+        g_changed = changed(g_before, snapshot(generator))
+        assert all(g_changed[i] for i in generator_trainable), f"step {step}: a generator variable did not learn"
+
+
+def test_full_step_changes_both_models_and_reports_scores():
+    trainer = Trainer(lr=0.0005, seed=3)
+    real = np.random.default_rng(1).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    g_before, d_before = snapshot(trainer.generator), snapshot(trainer.discriminator)
+    values = {k: float(v) for k, v in trainer.train_step(real, np.int64(0)).items()}
+    assert any(changed(g_before, snapshot(trainer.generator)))
+    assert all(changed(d_before, snapshot(trainer.discriminator)))
+    assert 0 < values["d_real"] < 1 and 0 < values["d_fake"] < 1
+    assert values["d_loss"] > 0 and values["g_loss"] > 0
+
+
+@pytest.mark.parametrize("stream", [0, 7])
+def test_noise_is_uniform_in_unit_range_and_a_pure_function_of_seed_and_stream(stream):
+    trainer = Trainer(lr=0.0005, seed=5)
+    noise = trainer.noise(256, stream).numpy()
+    assert noise.shape == (256, LATENT_DIM)
+    assert noise.min() >= -1 and noise.max() <= 1 and noise.min() < -0.9 and noise.max() > 0.9
+    np.testing.assert_array_equal(noise, trainer.noise(256, stream).numpy())
+    assert not np.array_equal(noise, trainer.noise(256, stream + 1).numpy())

@@ -1,0 +1,102 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dcgan
+from dcgan import Trainer, UserError, load_discriminator, load_generator
+from dcgan.train import METRICS_COLUMNS
+
+from conftest import tiny_config
+
+
+def test_run_writes_weights_config_and_metrics(trained):
+    config, _ = trained
+    weights = Path(config.weights_dir)
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv", "run.json",
+    ]
+    run = json.loads((weights / "run.json").read_text())
+    assert run["config"]["dataset"] == "mnist-sample" and run["config"]["batch_size"] == 8 and run["config"]["seed"] == 0
+    assert run["image_shape"] == [28, 28, 1] and run["latent_dim"] == 100
+    assert run["step"] == 6 and run["epoch"] == 1 and run["dataset_size"] == 5000
+    assert run["versions"]["keras"].startswith("3.") and run["versions"]["tensorflow"]
+    with open(weights / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert tuple(rows[0]) == METRICS_COLUMNS
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    for row in rows:
+        assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake"]) < 1 and float(row["d_loss"]) > 0
+    elapsed = [float(r["elapsed_seconds"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0
+
+
+def test_sample_grids_come_every_n_steps_and_at_the_end_named_to_sort(trained):
+    config, trainer = trained
+    grids = sorted(Path(config.samples_dir).iterdir())
+    assert [p.name for p in grids] == ["fakes_epoch0001_step0000004.png", "fakes_epoch0001_step0000006.png"]
+    with Image.open(grids[-1]) as png:
+        assert png.size == (4 * 28, 3 * 28)  # 10 samples: 3 rows of 4
+        last = np.array(png)
+    from dcgan.images import tile
+    from dcgan.train import sample_noise
+
+    expected = tile(trainer.generator(sample_noise(config.seed, 10), training=False).numpy())[..., 0]
+    np.testing.assert_array_equal(last, expected)
+    assert np.all(last[2 * 28 :, 2 * 28 :] == 0), "unused cells are black"
+
+
+def test_saved_weights_are_the_trained_ones_and_differ_from_the_start(trained):
+    config, trainer = trained
+    generator, discriminator = load_generator(config.weights_dir), load_discriminator(config.weights_dir)
+    for saved, live in ((generator, trainer.generator), (discriminator, trainer.discriminator)):
+        for a, b in zip(saved.get_weights(), live.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    initial = Trainer(config.lr, config.seed)
+    assert any(not np.array_equal(a, b) for a, b in zip(initial.generator.get_weights(), generator.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(initial.discriminator.get_weights(), discriminator.get_weights()))
+
+
+def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
+    config, trainer = trained
+    again = dcgan.train(tiny_config(tmp_path / "again"))
+    for a, b in zip(again.generator.get_weights() + again.discriminator.get_weights(),
+                    trainer.generator.get_weights() + trainer.discriminator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    grid = "fakes_epoch0001_step0000006.png"
+    assert (tmp_path / "again" / "samples" / grid).read_bytes() == (Path(config.samples_dir) / grid).read_bytes()
+    other = dcgan.train(tiny_config(tmp_path / "other", seed=1, steps=1))
+    assert not np.array_equal(other.generator.get_weights()[0], Trainer(config.lr, config.seed).generator.get_weights()[0])
+
+
+def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
+    dataset = tmp_path / "tiny.npz"
+    with np.load(dcgan.datasets.MNIST_SAMPLE) as arrays:
+        np.savez(dataset, x=arrays["x"][::250])  # 20 images: 5 steps of 4 per epoch
+    config = tiny_config(tmp_path, dataset=str(dataset), batch_size=4, epochs=3, steps=12, sample_every=100)
+    dcgan.train(config)
+    run = json.loads((tmp_path / "weights" / "run.json").read_text())
+    assert (run["step"], run["epoch"], run["steps_per_epoch"]) == (12, 3, 5)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "fakes_epoch0001_step0000005.png", "fakes_epoch0002_step0000010.png", "fakes_epoch0003_step0000012.png",
+    ]
+    from dcgan.train import epoch_order
+
+    first, second = epoch_order(0, 1, 20), epoch_order(0, 2, 20)
+    assert sorted(first) == list(range(20)) and not np.array_equal(first, second)
+
+
+def test_an_existing_run_is_not_overwritten_without_asking(trained, tmp_path):
+    config, _ = trained
+    before = (Path(config.weights_dir) / "generator.weights.h5").read_bytes()
+    with pytest.raises(UserError, match="--overwrite"):
+        dcgan.train(tiny_config(tmp_path, weights_dir=config.weights_dir, steps=1))
+    assert (Path(config.weights_dir) / "generator.weights.h5").read_bytes() == before
+
+
+def test_batch_larger_than_the_dataset_is_refused(tmp_path):
+    with pytest.raises(UserError, match="at most 5000"):
+        dcgan.train(tiny_config(tmp_path, batch_size=5001))
