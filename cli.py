@@ -33,35 +33,54 @@ def main():
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
 @click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
 @click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also written at the end of every epoch.")
-@click.option("--save-every", type=POSITIVE, default=500, help="Steps between weight saves; they are also saved at the end.")
+@click.option("--save-every", type=POSITIVE, default=500, help="Steps between checkpoints; one is also saved at the end and on Ctrl-C.")
+@click.option("--keep", type=click.IntRange(min=0), default=5, help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.")
 @click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
-@click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --weights-dir from its newest snapshot. Its other settings are kept; "
+                   "--epochs, --steps, cadences, --keep and --samples-dir may be changed.")
+@click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir, snapshots included.")
 @click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
-def train(dry_run, **options):
-    """Train the generator and discriminator, writing sample grids, metrics and weights."""
-    from dcgan import TrainConfig, train as run_training
+@click.pass_context
+def train(ctx, dry_run, resume, **options):
+    """Train the generator and discriminator, writing sample grids, metrics and checkpoints.
 
-    config = TrainConfig(**options)
-    if dry_run:
-        click.echo(json.dumps(dataclasses.asdict(config), indent=2))
-        return
+    Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
+    """
+    from dcgan import TrainConfig, train as run_training
+    from dcgan.weights import read_run_info
+
     with user_errors():
-        run_training(config)
+        if resume:
+            # The saved run's settings, overridden only by the options given on this command line.
+            given = {name: value for name, value in options.items()
+                     if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+            options = {**read_run_info(options["weights_dir"])["config"], "overwrite": False, **given}
+        config = TrainConfig(**options)
+        if dry_run:
+            click.echo(json.dumps(dataclasses.asdict(config), indent=2))
+            return
+        run_training(config, resume=resume)
 
 
 @main.command()
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
+@click.option("--snapshot", type=click.IntRange(min=0), default=None,
+              help="Use the snapshot saved at this step (in WEIGHTS_DIR/snapshots) instead of the latest weights.")
 @click.option("--batch-size", type=POSITIVE, default=128, help="Images in the output grid.")
 @click.option("--nice", is_flag=True, help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.")
 @click.option("--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept.")
 @click.option("--seed", type=int, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="PNG to write.  [default: samples/generated_seedSEED.png, or samples/nice_seedSEED.png with --nice]")
-def generate(weights_dir, batch_size, nice, nice_factor, seed, output):
+def generate(weights_dir, snapshot, batch_size, nice, nice_factor, seed, output):
     """Draw images from a trained generator into one tiled PNG."""
     from dcgan import generate as generate_images, save_grid
     from dcgan.files import writable_folder
+    from dcgan.weights import SNAPSHOTS, snapshot_name
 
+    if snapshot is not None:
+        weights_dir = Path(weights_dir) / SNAPSHOTS / snapshot_name(snapshot)
     if seed is None:
         seed = secrets.randbelow(2**31)
     output = Path(output or f"samples/{'nice' if nice else 'generated'}_seed{seed}.png")
@@ -80,7 +99,12 @@ def user_errors():
     try:
         yield
     except UserError as error:
-        raise click.ClickException(str(error)) from None
+        exception = click.ClickException(str(error))
+        exception.exit_code = error.exit_code
+        raise exception from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted before training started; nothing was saved.", err=True)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,15 @@
 class UserError(Exception):
     """A mistake the user can fix: the message says what is wrong and what to do.
 
-    The CLI prints it as one line and exits non-zero, without a traceback.
+    The CLI prints it as one line and exits with `exit_code`, without a traceback.
     """
+
+    exit_code = 1
+
+
+class TrainingStopped(UserError):
+    """Training stopped on a signal after saving a checkpoint; exits as a shell does for that signal."""
+
+    def __init__(self, message, signal_number):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

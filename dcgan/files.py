@@ -23,6 +23,19 @@ def write_atomically(path, write):
         temporary.unlink(missing_ok=True)
 
 
+def fsync_folder(folder):
+    """Flush a folder's files, then its list of entries, to disk."""
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def writable_folder(folder, option):
     """Create `folder` if needed and prove a file can be written there; else a UserError naming `option`."""
     folder = Path(folder)

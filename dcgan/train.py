@@ -1,7 +1,12 @@
 """The training loop: the classic DCGAN step, sample grids, metrics and weight saves."""
 import csv
 import dataclasses
+import math
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -10,11 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from dcgan.datasets import load_dataset
-from dcgan.errors import UserError
+from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
 from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator
-from dcgan.weights import RUN_FILE, save_models
+from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
 
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_seconds")
@@ -33,9 +38,10 @@ class TrainConfig:
     weights_dir: str = "weights"  # weights, run.json and metrics.csv
     samples_dir: str = "samples"  # sample grid PNGs
     sample_every: int = 200  # steps between sample grids; one is also written at the end of each epoch
-    save_every: int = 500  # steps between weight saves; they are also saved at the end
+    save_every: int = 500  # steps between checkpoints; one is also saved at the end and on Ctrl-C
+    keep: int = 5  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
     sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
-    overwrite: bool = False  # replace a run already in weights_dir
+    overwrite: bool = False  # replace a run already in weights_dir (its snapshots too)
 
 
 class Trainer:
@@ -59,6 +65,9 @@ class Trainer:
         self.discriminator_step = tf.function(self._discriminator_step)
         self.generator_step = tf.function(self._generator_step)
         self.train_step = tf.function(self._train_step)
+
+    def optimizers(self):
+        return {"discriminator": self.d_optimizer, "generator": self.g_optimizer}
 
     def noise(self, count, stream):
         """Uniform noise in [-1, 1], a pure function of (seed, stream): a step's noise never depends on what ran before."""
@@ -105,8 +114,12 @@ def sample_noise(seed, count, latent_dim=LATENT_DIM):
     return np.random.default_rng([seed, 2**31]).uniform(-1, 1, (count, latent_dim)).astype(np.float32)
 
 
-def train(config):
-    """Train per `config`, writing sample grids, metrics and weights. Returns the Trainer."""
+def train(config, resume=False):
+    """Train per `config`, writing sample grids, metrics and checkpoints. Returns the Trainer.
+
+    With `resume`, continue the run in `config.weights_dir` from its newest snapshot: weights,
+    optimizer state, step and epoch, data order and noise all carry on as if it had never stopped.
+    """
     images = load_dataset(config.dataset)
     if config.batch_size > len(images):
         raise UserError(
@@ -115,18 +128,17 @@ def train(config):
         )
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
-    if (weights_dir / RUN_FILE).exists() and not config.overwrite:
+    remove_leftovers(weights_dir)
+    if (weights_dir / RUN_FILE).exists() and not (config.overwrite or resume):
         raise UserError(
-            f"{weights_dir} already holds a training run; pass --overwrite to replace it, "
+            f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to replace it, "
             "or choose another folder with --weights-dir"
         )
+    if config.overwrite and not resume:
+        shutil.rmtree(weights_dir / SNAPSHOTS, ignore_errors=True)
 
     trainer = Trainer(config.lr, config.seed)
-    fixed_noise = sample_noise(config.seed, config.sample_count)
     steps_per_epoch = len(images) // config.batch_size
-    total_steps = config.epochs * steps_per_epoch
-    if config.steps is not None:
-        total_steps = min(total_steps, config.steps)
     run_info = {
         "config": dataclasses.asdict(config),
         "image_shape": list(images.shape[1:]),
@@ -134,47 +146,158 @@ def train(config):
         "dataset_size": len(images),
         "steps_per_epoch": steps_per_epoch,
     }
+    step = 0
+    if resume:
+        saved = load_checkpoint(weights_dir, trainer)
+        check_resumable(config, run_info, saved)
+        step = saved["step"]
+    total_steps = config.epochs * steps_per_epoch
+    if config.steps is not None:
+        total_steps = min(total_steps, config.steps)
+    if step >= total_steps:
+        print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps}; raise --epochs or --steps to train on")
+        return trainer
     print(
-        f"Training on {len(images)} images from {config.dataset}: {total_steps} steps of batch {config.batch_size} "
-        f"({steps_per_epoch} per epoch); weights in {weights_dir}, samples in {samples_dir}"
+        f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images from {config.dataset}: "
+        f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch); "
+        f"weights in {weights_dir}, samples in {samples_dir}"
     )
 
+    fixed_noise = sample_noise(config.seed, config.sample_count)
+    last_saved = step if resume else None
+
     def save(step, epoch):
-        save_models(weights_dir, trainer.generator, trainer.discriminator, {**run_info, "step": step, "epoch": epoch})
+        nonlocal last_saved
+        if last_saved == step:
+            return
+        save_checkpoint(weights_dir, trainer, {**run_info, "step": step, "epoch": epoch}, config.keep)
+        last_saved = step
 
     def sample(step, epoch):
         grid = trainer.generator(fixed_noise, training=False)
         save_grid(grid.numpy(), samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
 
-    start = time.perf_counter()
-    step = 0
-    with open(weights_dir / METRICS_FILE, "w", newline="") as metrics_file:
+    metrics_path = weights_dir / METRICS_FILE
+    elapsed_before = restart_metrics(metrics_path, step)
+    start = time.perf_counter() - elapsed_before
+    progress = None
+    with open(metrics_path, "a", newline="") as metrics_file, StopOnSignal() as stop:
         metrics = csv.writer(metrics_file)
-        metrics.writerow(METRICS_COLUMNS)
-        for epoch in range(1, config.epochs + 1):
-            order = epoch_order(config.seed, epoch, len(images))
-            epoch_steps = min(steps_per_epoch, total_steps - step)
-            progress = Progress(epoch, config.epochs, epoch_steps, config.batch_size)
-            for index in range(epoch_steps):
+        try:
+            while step < total_steps:
+                epoch, index = divmod(step, steps_per_epoch)
+                epoch += 1
+                if progress is None:
+                    order = epoch_order(config.seed, epoch, len(images))
+                    epoch_steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
+                    progress = Progress(epoch, config.epochs, index, epoch_steps, config.batch_size)
                 batch = images[order[index * config.batch_size : (index + 1) * config.batch_size]]
                 values = {k: float(v) for k, v in trainer.train_step(batch, tf.constant(step, tf.int64)).items()}
                 step += 1
+                for name in ("d_loss", "g_loss"):
+                    if not math.isfinite(values[name]):
+                        raise UserError(
+                            f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
+                            f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
+                        )
                 metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in METRICS_COLUMNS[2:6]),
                                   f"{time.perf_counter() - start:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
-                if step % config.sample_every == 0:
+                end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+                if end_of_epoch:
+                    progress.finish()
+                    progress = None
+                if step % config.sample_every == 0 or end_of_epoch:
                     sample(step, epoch)
-                if step % config.save_every == 0 and step < total_steps:
+                if step % config.save_every == 0 or step == total_steps or stop.signal_name:
                     save(step, epoch)
-            progress.finish()
-            if step % config.sample_every != 0:
-                sample(step, epoch)
-            if step == total_steps:
-                break
-    save(step, epoch)
-    print(f"Done: {step} steps in {time.perf_counter() - start:.0f} s; weights in {weights_dir}")
+                if stop.signal_name and step < total_steps:
+                    raise TrainingStopped(
+                        f"stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
+                        f"Continue with: dcgan train --resume --weights-dir {weights_dir}",
+                        stop.signal_number,
+                    )
+        except OSError as error:
+            remove_leftovers(weights_dir)
+            raise UserError(
+                f"writing {error.filename or 'to disk'} failed at step {step} ({error.strerror or error}); "
+                f"{_last_checkpoint(last_saved, weights_dir)}. Free some space or fix the folder, then continue with --resume"
+            ) from None
+    print(f"Done: step {step} after {time.perf_counter() - start:.0f} s of training; weights in {weights_dir}")
     return trainer
+
+
+FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "seed", "sample_count")
+
+
+def check_resumable(config, run_info, saved):
+    """Refuse to resume with settings that would make the continued run a different run."""
+    saved_config = saved["config"]
+    for name in FIXED_ON_RESUME:
+        if getattr(config, name) != saved_config[name]:
+            option = "--" + name.replace("_", "-")
+            raise UserError(
+                f"cannot resume with {option} {getattr(config, name)}: the saved run used {saved_config[name]}; "
+                f"leave {option} out to keep it, or start a new run in another --weights-dir"
+            )
+    for name in ("image_shape", "latent_dim", "dataset_size"):
+        if run_info[name] != saved[name]:
+            raise UserError(
+                f"cannot resume: the saved run had {name} {saved[name]}, now it is {run_info[name]}; "
+                "the data or model changed, so start a new run in another --weights-dir"
+            )
+
+
+def restart_metrics(path, step):
+    """Keep the metrics rows up to `step` (a killed run may have logged steps past its checkpoint).
+
+    Returns the elapsed seconds at `step`, so the time column carries on.
+    """
+    rows = []
+    if step and path.exists():
+        with open(path, newline="") as file:
+            rows = [row for row in csv.reader(file)][1:]
+        rows = [row for row in rows if int(row[0]) <= step]
+    with open(path, "w", newline="") as file:
+        csv.writer(file).writerows([METRICS_COLUMNS, *rows])
+    return float(rows[-1][-1]) if rows else 0.0
+
+
+def _last_checkpoint(step, weights_dir):
+    if step is None:
+        return "no checkpoint had been saved yet"
+    return f"the last good checkpoint (step {step}) is in {weights_dir}"
+
+
+class StopOnSignal:
+    """Turns the first SIGINT or SIGTERM into a request to stop after the current step.
+
+    A second one exits at once: every file is written atomically, so that is safe too.
+    """
+
+    def __init__(self):
+        self.signal_name = None
+        self.signal_number = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exception):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        if self.signal_name:
+            os._exit(128 + number)
+        self.signal_number = number
+        self.signal_name = signal.Signals(number).name
+        print(f"\n{self.signal_name}: stopping after this step and saving a checkpoint; "
+              "send it again to quit at once", file=sys.stderr, flush=True)
 
 
 class Progress:
@@ -183,11 +306,11 @@ class Progress:
     On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
     """
 
-    def __init__(self, epoch, epochs, steps, batch_size):
+    def __init__(self, epoch, epochs, done, steps, batch_size):
         self.prefix = f"epoch {epoch}/{epochs}"
         self.steps = steps
         self.batch_size = batch_size
-        self.done = 0
+        self.done = self.first = done
         self.sums = {}
         self.start = time.perf_counter()
         self.live = sys.stdout.isatty()
@@ -205,9 +328,9 @@ class Progress:
 
     def _show(self, end):
         seconds = time.perf_counter() - self.start
-        mean = {name: total / self.done for name, total in self.sums.items()}
+        mean = {name: total / (self.done - self.first) for name, total in self.sums.items()}
         line = (
             f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
-            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  {self.done * self.batch_size / seconds:.0f} img/s"
+            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  {(self.done - self.first) * self.batch_size / seconds:.0f} img/s"
         )
         print(line, end=end, flush=True)

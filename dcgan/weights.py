@@ -1,20 +1,34 @@
-"""The weights folder: both models as `.weights.h5` and self-describing `.keras`, and `run.json`.
+"""The weights folder of a run, and the checkpoints that make it resumable.
 
-`run.json` is written last, so it always describes weight files that are complete.
+    weights/
+      generator.weights.h5, discriminator.weights.h5   the latest weights
+      generator.keras, discriminator.keras             the same models, self-describing
+      run.json                                         configuration, step, epoch, versions (written last)
+      metrics.csv                                      one row per step
+      snapshots/step0000500/                           a whole checkpoint: both models' weights,
+                                                       optimizers.npz (momentum) and run.json
+
+A snapshot is written into a temporary folder and renamed into place, so every folder named
+`step*` is complete: a process killed at any moment leaves the previous one loadable.
+Any snapshot folder is itself a weights folder for `load_generator` and `dcgan generate`.
 """
 import json
-import re
 import platform
+import re
+import shutil
 from importlib import metadata
 from pathlib import Path
 
-import keras
+import numpy as np
 
 from dcgan.errors import UserError
-from dcgan.files import write_atomically
+from dcgan.files import fsync_folder, write_atomically
 from dcgan.models import build_discriminator, build_generator
 
 RUN_FILE = "run.json"
+SNAPSHOTS = "snapshots"
+OPTIMIZERS_FILE = "optimizers.npz"
+MODEL_NAMES = ("generator", "discriminator")
 
 
 def versions():
@@ -27,18 +41,71 @@ def versions():
     return found
 
 
-def save_models(folder, generator, discriminator, run_info):
-    """Write both models and then `run.json` holding `run_info`, each file atomically."""
+def snapshot_name(step):
+    return f"step{step:07d}"
+
+
+def snapshot_steps(folder):
+    """Steps of the complete snapshots in the weights folder `folder`, oldest first."""
+    snapshots = Path(folder) / SNAPSHOTS
+    if not snapshots.is_dir():
+        return []
+    return sorted(int(p.name[4:]) for p in snapshots.iterdir() if re.fullmatch(r"step\d{7}", p.name))
+
+
+def save_checkpoint(folder, trainer, run_info, keep):
+    """Write a snapshot of `trainer` at `run_info["step"]`, refresh the latest files, keep the newest `keep` snapshots (0: all)."""
     folder = Path(folder)
-    for name, model in (("generator", generator), ("discriminator", discriminator)):
-        write_atomically(folder / f"{name}.weights.h5", model.save_weights)
+    snapshots = folder / SNAPSHOTS
+    snapshots.mkdir(exist_ok=True)
+    run_text = json.dumps({**run_info, "versions": versions()}, indent=2) + "\n"
+    models = dict(zip(MODEL_NAMES, (trainer.generator, trainer.discriminator)))
+    final = snapshots / snapshot_name(run_info["step"])
+    if not final.exists():
+        temporary = snapshots / f".tmp-{final.name}"
+        temporary.mkdir()
+        for name, model in models.items():
+            model.save_weights(temporary / f"{name}.weights.h5")
+        optimizers = {f"{role}_{i}": v.numpy() for role, optimizer in trainer.optimizers().items()
+                      for i, v in enumerate(optimizer.variables)}
+        np.savez(temporary / OPTIMIZERS_FILE, **optimizers)
+        (temporary / RUN_FILE).write_text(run_text)
+        fsync_folder(temporary)
+        temporary.rename(final)
+        fsync_folder(snapshots)
+    for name, model in models.items():
+        write_atomically(folder / f"{name}.weights.h5", lambda path: shutil.copyfile(final / f"{name}.weights.h5", path))
         write_atomically(folder / f"{name}.keras", model.save)
-    text = json.dumps({**run_info, "versions": versions()}, indent=2)
-    write_atomically(folder / RUN_FILE, lambda temporary: temporary.write_text(text + "\n"))
+    write_atomically(folder / RUN_FILE, lambda path: path.write_text(run_text))
+    if keep:
+        for step in snapshot_steps(folder)[:-keep]:
+            shutil.rmtree(snapshots / snapshot_name(step))
+
+
+def remove_leftovers(folder):
+    """Temporary files and folders of a process that was killed while saving."""
+    for path in [*Path(folder).glob(".tmp-*"), *Path(folder, SNAPSHOTS).glob(".tmp-*")]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def load_checkpoint(folder, trainer):
+    """Load the newest snapshot in `folder` into `trainer`; return its run info."""
+    steps = snapshot_steps(folder)
+    if not steps:
+        raise UserError(f"{folder} holds no checkpoint to resume from; start a new run without --resume")
+    snapshot = Path(folder) / SNAPSHOTS / snapshot_name(steps[-1])
+    run_info = read_run_info(snapshot)
+    for name, model in zip(MODEL_NAMES, (trainer.generator, trainer.discriminator)):
+        _load_weights(model, snapshot / f"{name}.weights.h5")
+    with np.load(snapshot / OPTIMIZERS_FILE) as saved:
+        for role, optimizer in trainer.optimizers().items():
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(saved[f"{role}_{i}"])
+    return run_info
 
 
 def read_run_info(folder):
-    """The contents of `run.json` in the weights folder `folder`."""
+    """The contents of `run.json` in the weights folder (or snapshot folder) `folder`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"weights folder {folder} does not exist; train first (dcgan train --weights-dir {folder}) or pass --weights-dir")

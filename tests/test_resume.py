@@ -1,0 +1,196 @@
+"""Resume, snapshots, and what happens on Ctrl-C, SIGTERM, SIGKILL, a full disk and NaN losses."""
+import csv
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dcgan
+from dcgan import Trainer, UserError, load_generator
+from dcgan.weights import load_checkpoint, snapshot_steps
+
+from conftest import tiny_config
+
+
+def metrics_rows(weights_dir):
+    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def all_state(trainer):
+    models = trainer.generator.get_weights() + trainer.discriminator.get_weights()
+    optimizers = [v.numpy() for optimizer in trainer.optimizers().values() for v in optimizer.variables]
+    return models + optimizers
+
+
+def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
+    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=8, save_every=3))
+    dcgan.train(tiny_config(tmp_path / "split", steps=4, save_every=3))
+    # As if killed after logging steps past its last checkpoint (step 4): those rows must go.
+    with open(tmp_path / "split" / "weights" / "metrics.csv", "a") as file:
+        file.write("5,1,9,9,0.5,0.5,99\n6,1,9,9,0.5,0.5,99\n")
+    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=8, save_every=3), resume=True)
+
+    for a, b in zip(all_state(straight), all_state(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    straight_rows, split_rows = metrics_rows(tmp_path / "straight" / "weights"), metrics_rows(tmp_path / "split" / "weights")
+    assert [r["step"] for r in split_rows] == [str(s) for s in range(1, 9)]
+    assert [r["d_loss"] for r in split_rows] == [r["d_loss"] for r in straight_rows]
+    elapsed = [float(r["elapsed_seconds"]) for r in split_rows]
+    assert elapsed == sorted(elapsed), "elapsed time carries on across the resume"
+    grid = "fakes_epoch0001_step0000008.png"
+    assert (tmp_path / "split" / "samples" / grid).read_bytes() == (tmp_path / "straight" / "samples" / grid).read_bytes()
+    run = json.loads((tmp_path / "split" / "weights" / "run.json").read_text())
+    assert run["step"] == 8 and run["config"]["steps"] == 8
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"batch_size": 4}, "--batch-size 4: the saved run used 8"),
+    ({"seed": 9}, "--seed 9: the saved run used 0"),
+    ({"lr": 0.001}, "--lr 0.001"),
+    ({"dataset": "fashion-mnist"}, "--dataset fashion-mnist"),
+])
+def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
+    config, _ = trained
+    weights = shutil.copytree(config.weights_dir, tmp_path / "weights")
+    with pytest.raises(UserError, match=message):
+        dcgan.train(tiny_config(tmp_path, steps=8, **change), resume=True)
+    assert snapshot_steps(weights) == [4, 6]
+
+
+def test_resume_refuses_changed_data_and_allows_longer_runs(tmp_path):
+    with np.load(dcgan.datasets.MNIST_SAMPLE) as arrays:
+        digits = arrays["x"]
+    dataset = tmp_path / "digits.npz"
+    np.savez(dataset, x=digits[:100])
+    dcgan.train(tiny_config(tmp_path, dataset=str(dataset), steps=3, save_every=2))
+    np.savez(dataset, x=digits[:60])
+    with pytest.raises(UserError, match="dataset_size 100, now it is 60"):
+        dcgan.train(tiny_config(tmp_path, dataset=str(dataset), steps=8), resume=True)
+    np.savez(dataset, x=digits[:100])
+    dcgan.train(tiny_config(tmp_path, dataset=str(dataset), steps=5, sample_every=50, save_every=50), resume=True)
+    assert snapshot_steps(tmp_path / "weights") == [2, 3, 5]
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(UserError, match="no checkpoint to resume"):
+        dcgan.train(tiny_config(tmp_path), resume=True)
+
+
+def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
+    dcgan.train(tiny_config(tmp_path / "two", steps=5, save_every=1, keep=2))
+    assert snapshot_steps(tmp_path / "two" / "weights") == [4, 5]
+    dcgan.train(tiny_config(tmp_path / "all", steps=5, save_every=1, keep=0))
+    snapshots = tmp_path / "all" / "weights" / "snapshots"
+    assert snapshot_steps(tmp_path / "all" / "weights") == [1, 2, 3, 4, 5]
+    first, last = load_generator(snapshots / "step0000001"), load_generator(snapshots / "step0000005")
+    assert not np.array_equal(first.get_weights()[0], last.get_weights()[0])
+    np.testing.assert_array_equal(last.get_weights()[0], load_generator(tmp_path / "all" / "weights").get_weights()[0])
+
+
+def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # An absurd learning rate overflows float32 on the second step.
+    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38)
+    with pytest.raises(UserError, match=r"d_loss became (inf|nan) at step 2.*last good checkpoint \(step 1\)"):
+        dcgan.train(config)
+    assert snapshot_steps(tmp_path / "weights") == [1]
+    trainer = Trainer(config.lr, config.seed)
+    load_checkpoint(tmp_path / "weights", trainer)
+    assert all(np.isfinite(w).all() for w in trainer.generator.get_weights())
+
+
+def start_training(folder, *args, limit_file_size=None):
+    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "4",
+               "--sample-every", "1000", *map(str, args)]
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size,) * 2)) if limit_file_size else None
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit)
+
+
+def wait_for(condition, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def logged_steps(folder):
+    path = Path(folder) / "weights" / "metrics.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, signal_number):
+    process = start_training(tmp_path, "--steps", 100000, "--save-every", 100000)
+    wait_for(lambda: logged_steps(tmp_path) >= 3)
+    process.send_signal(signal_number)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal_number, err
+    name = signal.Signals(signal_number).name
+    stopped_at = int(err.split(f"stopped by {name} at step ")[1].split(";")[0])
+    assert "dcgan train --resume --weights-dir weights" in err and "Traceback" not in err
+    assert snapshot_steps(tmp_path / "weights") == [stopped_at]
+    assert logged_steps(tmp_path) == stopped_at
+
+    resumed = start_training(tmp_path, "--resume", "--steps", stopped_at + 2)
+    out, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, err
+    assert f"Resuming at step {stopped_at}" in out
+    assert [int(r["step"]) for r in metrics_rows(tmp_path / "weights")] == list(range(1, stopped_at + 3))
+
+
+def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
+    process = start_training(tmp_path, "--steps", 100000, "--save-every", 2)
+    wait_for(lambda: len(snapshot_steps(tmp_path / "weights")) >= 1)
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    trainer = Trainer(0.0005, 0)
+    assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
+
+
+def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_path):
+    rng = random.Random(0)
+    for attempt in range(3):
+        resume = ["--resume"] if snapshot_steps(tmp_path / "weights") else []
+        before = snapshot_steps(tmp_path / "weights")
+        # Saving every step at keep 2: most of the run's time is spent writing and pruning snapshots.
+        process = start_training(tmp_path, *resume, "--steps", 100000, "--save-every", 1, "--keep", 2)
+        wait_for(lambda: snapshot_steps(tmp_path / "weights") not in ([], before))
+        time.sleep(rng.uniform(0, 1.0))
+        process.kill()
+        process.communicate()
+        steps = snapshot_steps(tmp_path / "weights")
+        trainer = Trainer(0.0005, 0)
+        assert load_checkpoint(tmp_path / "weights", trainer)["step"] == steps[-1], f"attempt {attempt}"
+        load_generator(tmp_path / "weights")
+    last = snapshot_steps(tmp_path / "weights")[-1]
+    finish = start_training(tmp_path, "--resume", "--steps", last + 1, "--save-every", 1, "--keep", 2)
+    out, err = finish.communicate(timeout=180)
+    assert finish.returncode == 0, err
+    assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")], "leftovers of killed saves are cleaned up"
+    assert [int(r["step"]) for r in metrics_rows(tmp_path / "weights")] == list(range(1, last + 2))
+
+
+def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_survives(tmp_path):
+    dcgan.train(tiny_config(tmp_path, batch_size=4, steps=2, save_every=2))
+    before = (tmp_path / "weights" / "snapshots" / "step0000002" / "generator.weights.h5").read_bytes()
+    # No file may grow past 1 MB: the next generator weights file (27 MB) cannot be written.
+    process = start_training(tmp_path, "--resume", "--steps", 4, "--save-every", 1, limit_file_size=1_000_000)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 1
+    assert "Error: writing" in err and "failed at step 3" in err and "(step 2)" in err and "Traceback" not in err
+    assert snapshot_steps(tmp_path / "weights") == [2]
+    assert (tmp_path / "weights" / "snapshots" / "step0000002" / "generator.weights.h5").read_bytes() == before
+    assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")]
