@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -101,6 +102,26 @@ def test_generate_errors(trained, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--output", blocker / "out.png"), "--output")
+
+
+def test_generate_from_a_snapshot(trained, tmp_path):
+    config, _ = trained
+    result = invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 4, "--seed", 1, "--batch-size", 4,
+                    "--output", tmp_path / "old.png")
+    assert result.exit_code == 0, result.output
+    invoke("generate", "--weights-dir", config.weights_dir, "--seed", 1, "--batch-size", 4, "--output", tmp_path / "new.png")
+    assert (tmp_path / "old.png").read_bytes() != (tmp_path / "new.png").read_bytes()
+    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 5), "step0000005 does not exist")
+
+
+def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(trained, tmp_path):
+    config, _ = trained
+    shutil.copytree(config.weights_dir, tmp_path / "w")
+    result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--steps", 7, "--dry-run")
+    saved = json.loads(result.output)
+    assert saved["batch_size"] == 8 and saved["dataset"] == "mnist-sample" and saved["steps"] == 7
+    result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--batch-size", 16)
+    assert_one_line_error(result, "cannot resume with --batch-size 16: the saved run used 8")
 
 
 def test_installed_command_trains_and_generates_end_to_end(tmp_path):

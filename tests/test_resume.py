@@ -109,12 +109,11 @@ def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path)
     assert all(np.isfinite(w).all() for w in trainer.generator.get_weights())
 
 
-def start_training(folder, *args, limit_file_size=None):
+def start_training(folder, *args, limit_file_size=None, stderr=subprocess.PIPE):
     command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "4",
                "--sample-every", "1000", *map(str, args)]
     limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size,) * 2)) if limit_file_size else None
-    return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=limit)
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
 
 
 def wait_for(condition, timeout=120):
@@ -150,12 +149,15 @@ def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, sign
 
 
 def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
-    process = start_training(tmp_path, "--steps", 100000, "--save-every", 2)
-    wait_for(lambda: len(snapshot_steps(tmp_path / "weights")) >= 1)
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = start_training(tmp_path, "--steps", 100000, "--save-every", 2, stderr=stderr)
+        wait_for(lambda: len(snapshot_steps(tmp_path / "weights")) >= 1)
+        process.send_signal(signal.SIGINT)
+        wait_for(lambda: "stopping after this step" in (tmp_path / "stderr.txt").read_text())
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
     assert process.returncode == 130
+    assert "stopped by SIGINT" not in (tmp_path / "stderr.txt").read_text(), "it finished the save instead of quitting"
     trainer = Trainer(0.0005, 0)
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 

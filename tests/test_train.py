@@ -18,7 +18,9 @@ def test_run_writes_weights_config_and_metrics(trained):
     weights = Path(config.weights_dir)
     assert sorted(p.name for p in weights.iterdir()) == [
         "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv", "run.json",
+        "snapshots",
     ]
+    assert sorted(p.name for p in (weights / "snapshots").iterdir()) == ["step0000004", "step0000006"]
     run = json.loads((weights / "run.json").read_text())
     assert run["config"]["dataset"] == "mnist-sample" and run["config"]["batch_size"] == 8 and run["config"]["seed"] == 0
     assert run["image_shape"] == [28, 28, 1] and run["latent_dim"] == 100
