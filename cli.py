@@ -39,6 +39,11 @@ def main():
 @click.option("--resume", is_flag=True,
               help="Continue the run in --weights-dir from its newest snapshot. Its other settings are kept; "
                    "--epochs, --steps, cadences, --keep and --samples-dir may be changed.")
+@click.option("--threads", type=POSITIVE, default=None, help="CPU threads for TensorFlow's ops.  [default: every core]")
+@click.option("--devices", default=None,
+              help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
+                   "with MirroredStrategy on one machine.  [default: one device]")
+@click.option("--mixed-precision", is_flag=True, help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.")
 @click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir, snapshots included.")
 @click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
 @click.pass_context

@@ -11,15 +11,18 @@ from dcgan.datasets import IMAGE_SHAPE
 LATENT_DIM = 100
 
 
-def build_generator(latent_dim=LATENT_DIM):
-    """Uniform noise in [-1, 1]^latent_dim -> 28x28x1 images in [-1, 1]."""
+def build_generator(latent_dim=LATENT_DIM, synchronized=False):
+    """Uniform noise in [-1, 1]^latent_dim -> 28x28x1 images in [-1, 1].
+
+    `synchronized` pools batch-norm statistics across devices when a batch is split across them.
+    """
     return keras.Sequential(
         [
             keras.Input((latent_dim,)),
             layers.Dense(1024),
             layers.Activation("tanh"),
             layers.Dense(128 * 7 * 7),
-            layers.BatchNormalization(),
+            layers.BatchNormalization(synchronized=synchronized),
             layers.Activation("tanh"),
             layers.Reshape((7, 7, 128)),
             layers.UpSampling2D(2),
@@ -48,7 +51,7 @@ def build_discriminator():
             layers.Dense(1024),
             layers.Activation("tanh"),
             layers.Dense(1),
-            layers.Activation("sigmoid"),
+            layers.Activation("sigmoid", dtype="float32"),  # float32 even under mixed precision, for a stable loss
         ],
         name="discriminator",
     )

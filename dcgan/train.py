@@ -1,4 +1,5 @@
 """The training loop: the classic DCGAN step, sample grids, metrics and weight saves."""
+import contextlib
 import csv
 import dataclasses
 import math
@@ -42,26 +43,36 @@ class TrainConfig:
     keep: int = 5  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
     sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
     overwrite: bool = False  # replace a run already in weights_dir (its snapshots too)
+    threads: int | None = None  # CPU threads for TensorFlow's ops; None uses every core
+    devices: str | None = None  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
+    mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
 
 
 class Trainer:
-    """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step."""
+    """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step.
 
-    def __init__(self, lr, seed, latent_dim=LATENT_DIM):
+    `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
+    `mixed_precision` computes in float16 with float32 weights, discriminator output and loss,
+    and scales the losses so that small gradients survive.
+    """
+
+    def __init__(self, lr, seed, latent_dim=LATENT_DIM, devices=None, mixed_precision=False):
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.latent_dim = latent_dim
-        self.generator = build_generator(latent_dim)
-        self.discriminator = build_discriminator()
-        # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
-        self.discriminator_variables = list(self.discriminator.trainable_variables)
-        self.d_on_g = build_d_on_g(self.generator, self.discriminator)
-        self.generator_variables = list(self.d_on_g.trainable_variables)
-        self.d_optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-        self.g_optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-        self.d_optimizer.build(self.discriminator_variables)
-        self.g_optimizer.build(self.generator_variables)
-        self.loss = keras.losses.BinaryCrossentropy()
+        self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
+        with self.strategy.scope(), dtype_policy("mixed_float16" if mixed_precision else "float32"):
+            # Each device sees part of the batch: batch norm must pool their statistics to match one device.
+            self.generator = build_generator(latent_dim, synchronized=self.strategy.num_replicas_in_sync > 1)
+            self.discriminator = build_discriminator()
+            # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
+            self.discriminator_variables = list(self.discriminator.trainable_variables)
+            self.d_on_g = build_d_on_g(self.generator, self.discriminator)
+            self.generator_variables = list(self.d_on_g.trainable_variables)
+            self.d_optimizer = classic_optimizer(lr, mixed_precision)
+            self.g_optimizer = classic_optimizer(lr, mixed_precision)
+            self.d_optimizer.build(self.discriminator_variables)
+            self.g_optimizer.build(self.generator_variables)
         self.discriminator_step = tf.function(self._discriminator_step)
         self.generator_step = tf.function(self._generator_step)
         self.train_step = tf.function(self._train_step)
@@ -77,31 +88,72 @@ class Trainer:
     def _discriminator_step(self, real, noise):
         # As the classic: generated images come from the generator in inference mode (its
         # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
-        fake = self.generator(noise, training=False)
+        fake = tf.cast(self.generator(noise, training=False), real.dtype)
         batch_size = tf.shape(real)[0]
         images = tf.concat([real, fake], axis=0)
         labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
         with tf.GradientTape() as tape:
             scores = self.discriminator(images, training=True)
-            loss = self.loss(labels, scores)
-        gradients = tape.gradient(loss, self.discriminator_variables)
+            loss = binary_crossentropy(labels, scores)
+            scaled = self.d_optimizer.scale_loss(loss / _replicas())
+        gradients = tape.gradient(scaled, self.discriminator_variables)
         self.d_optimizer.apply(gradients, self.discriminator_variables)
         return loss, tf.reduce_mean(scores[:batch_size]), tf.reduce_mean(scores[batch_size:])
 
     def _generator_step(self, noise):
         with tf.GradientTape() as tape:
             scores = self.d_on_g(noise, training=True)
-            loss = self.loss(tf.ones_like(scores), scores)
-        gradients = tape.gradient(loss, self.generator_variables)
+            loss = binary_crossentropy(tf.ones_like(scores), scores)
+            scaled = self.g_optimizer.scale_loss(loss / _replicas())
+        gradients = tape.gradient(scaled, self.generator_variables)
         self.g_optimizer.apply(gradients, self.generator_variables)
         return loss
 
     def _train_step(self, real, step):
         """One classic step; `step` picks the noise, so the same seed and step give the same update."""
         batch_size = tf.shape(real)[0]
-        d_loss, d_real, d_fake = self._discriminator_step(real, self.noise(batch_size, 2 * step))
-        g_loss = self._generator_step(self.noise(batch_size, 2 * step + 1))
+        discriminator_noise, generator_noise = self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1)
+        values = self.strategy.run(self._replica_step, args=(real, discriminator_noise, generator_noise))
+        return {name: self.strategy.reduce("MEAN", value, axis=None) for name, value in values.items()}
+
+    def _replica_step(self, *batches):
+        """Both updates on this device's share of the batch; the optimizers sum gradients across devices."""
+        context = tf.distribute.get_replica_context()
+        share = tf.shape(batches[0])[0] // context.num_replicas_in_sync
+        start = context.replica_id_in_sync_group * share
+        real, discriminator_noise, generator_noise = (batch[start : start + share] for batch in batches)
+        d_loss, d_real, d_fake = self._discriminator_step(real, discriminator_noise)
+        g_loss = self._generator_step(generator_noise)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+
+
+def _replicas():
+    return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
+def binary_crossentropy(labels, scores):
+    """Mean binary cross-entropy on this device's share of the batch.
+
+    Not keras.losses.BinaryCrossentropy: under a distribution strategy it divides by the number
+    of devices itself, which would hide that scaling from the reported loss.
+    """
+    return tf.reduce_mean(keras.losses.binary_crossentropy(labels, scores))
+
+
+def classic_optimizer(lr, mixed_precision):
+    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build layers under the Keras dtype policy `name`, then restore the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def epoch_order(seed, epoch, count):
@@ -137,7 +189,15 @@ def train(config, resume=False):
     if config.overwrite and not resume:
         shutil.rmtree(weights_dir / SNAPSHOTS, ignore_errors=True)
 
-    trainer = Trainer(config.lr, config.seed)
+    if config.threads:
+        use_threads(config.threads)
+    devices = config.devices.split(",") if config.devices else None
+    if devices and config.batch_size % len(devices):
+        raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
+                        f"use a multiple of {len(devices)}")
+    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
+    trainer = Trainer(config.lr, config.seed, devices=devices, mixed_precision=config.mixed_precision)
     steps_per_epoch = len(images) // config.batch_size
     run_info = {
         "config": dataclasses.asdict(config),
@@ -228,7 +288,19 @@ def train(config, resume=False):
     return trainer
 
 
-FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "seed", "sample_count")
+def use_threads(count):
+    """Run TensorFlow's ops on `count` threads; possible only before TensorFlow has run anything else."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        raise UserError(
+            f"cannot switch to {count} threads: TensorFlow already started with "
+            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else runs"
+        ) from None
+
+
+FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):
