@@ -10,9 +10,10 @@ installed. Peak memory is measured in a child process per implementation, since 
 cannot tell its implementations' peaks apart. Also times `dcgan generate --nice` at batch 128.
 """
 import argparse
+import contextlib
+import io
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -124,10 +125,10 @@ def torch_available():
     return True
 
 
-def forward_flops_per_image(model):
-    """2 x multiply-adds of the Dense and Conv2D layers for one image."""
+def forward_flops_per_image(layers):
+    """2 x multiply-adds of the Dense and Conv2D layers among `layers` for one image."""
     flops = 0
-    for layer in model.layers:
+    for layer in layers:
         if isinstance(layer, keras.layers.Dense):
             flops += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
         elif isinstance(layer, keras.layers.Conv2D):
@@ -137,10 +138,11 @@ def forward_flops_per_image(model):
 
 
 def flops_per_step(batch_size):
-    """The step's arithmetic, counting a backward pass as twice its forward pass."""
-    generator, discriminator = forward_flops_per_image(build_generator()), forward_flops_per_image(build_discriminator())
+    """The step's arithmetic: a backward pass costs twice its forward pass, or once where only the
+    input gradients are needed (the frozen discriminator in the generator's update)."""
+    generator, discriminator = forward_flops_per_image(build_generator().layers), forward_flops_per_image(build_discriminator().layers)
     discriminator_step = batch_size * generator + 2 * batch_size * 3 * discriminator
-    generator_step = batch_size * 3 * (generator + discriminator)
+    generator_step = batch_size * (3 * generator + 2 * discriminator)
     return discriminator_step + generator_step
 
 
@@ -177,7 +179,8 @@ def main():
         implementation = next(kind for kind in kinds if kind.name == args.memory_of)()
         for _ in range(3):
             implementation.step(images[: batch_sizes[0]])
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        # VmHWM, not ru_maxrss: a child started by fork + exec inherits its parent's ru_maxrss.
+        print(int(re.search(r"VmHWM:\s*(\d+) kB", open("/proc/self/status").read())[1]) / 1024)
         return
 
     peak, peak_how = cpu_peak_flops()
@@ -210,7 +213,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as folder:
         config = dcgan.TrainConfig(dataset="mnist-sample", batch_size=8, steps=1, weights_dir=f"{folder}/w", samples_dir=f"{folder}/s")
-        dcgan.train(config)
+        with contextlib.redirect_stdout(io.StringIO()):
+            dcgan.train(config)
         dcgan.generate(config.weights_dir, count=128, seed=0, nice_factor=20)
         start = time.perf_counter()
         dcgan.generate(config.weights_dir, count=128, seed=1, nice_factor=20)

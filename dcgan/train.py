@@ -178,6 +178,14 @@ def train(config, resume=False):
             f"batch size {config.batch_size} is larger than the dataset ({len(images)} images); "
             f"use a batch size of at most {len(images)}"
         )
+    if config.threads:
+        use_threads(config.threads)
+    devices = config.devices.split(",") if config.devices else None
+    if devices and config.batch_size % len(devices):
+        raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
+                        f"use a multiple of {len(devices)}")
+    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
     remove_leftovers(weights_dir)
@@ -189,14 +197,6 @@ def train(config, resume=False):
     if config.overwrite and not resume:
         shutil.rmtree(weights_dir / SNAPSHOTS, ignore_errors=True)
 
-    if config.threads:
-        use_threads(config.threads)
-    devices = config.devices.split(",") if config.devices else None
-    if devices and config.batch_size % len(devices):
-        raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
-                        f"use a multiple of {len(devices)}")
-    if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
-        raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     trainer = Trainer(config.lr, config.seed, devices=devices, mixed_precision=config.mixed_precision)
     steps_per_epoch = len(images) // config.batch_size
     run_info = {
