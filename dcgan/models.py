@@ -4,6 +4,8 @@ Built-in layers only, so a saved `generator.keras` loads in any script with
 `keras.saving.load_model` and no dcgan code installed.
 """
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 from dcgan.datasets import IMAGE_SHAPE
@@ -66,3 +68,43 @@ def build_d_on_g(generator, discriminator):
     """
     discriminator.trainable = False
     return keras.Sequential([generator, discriminator], name="d_on_g")
+
+
+# Nearest 2x upsampling then a 5x5 "same" convolution equals a 3x3 convolution of the small
+# image into 4x the channels, one per position in each 2x2 block, then depth_to_space(2):
+# output pixel (2i+a, 2j+b) reads input rows i + (a+u)//2 for kernel rows u in -2..2.
+# It does 36% of the arithmetic. Training uses it; the saved models keep the plain layers.
+_TAPS = np.array([[[1.0 if (a + u) // 2 == d else 0.0 for u in range(-2, 3)] for d in (-1, 0, 1)] for a in (0, 1)])
+
+
+def upsampled_conv(images, kernel, bias):
+    """UpSampling2D(2) then Conv2D(5x5, same) with `kernel` and `bias`, computed the cheap way."""
+    inputs, outputs = kernel.shape[2], kernel.shape[3]
+    taps = tf.constant(_TAPS, kernel.dtype)
+    small = tf.einsum("apu,cqv,uvio->pqiaco", taps, taps, kernel)
+    small = tf.cast(tf.reshape(small, (3, 3, inputs, 4 * outputs)), images.dtype)
+    blocks = tf.nn.conv2d(images, small, strides=1, padding="SAME") + tf.cast(tf.tile(bias, [4]), images.dtype)
+    return tf.nn.depth_to_space(blocks, 2)
+
+
+def run_generator(generator, noise, training):
+    """The generator's output, with each UpSampling2D + 5x5 Conv2D pair computed by `upsampled_conv`."""
+    images, remaining = noise, list(generator.layers)
+    while remaining:
+        layer = remaining.pop(0)
+        if remaining and _is_upsampled_conv(layer, remaining[0]):
+            convolution = remaining.pop(0)
+            images = upsampled_conv(images, convolution.kernel, convolution.bias)
+        else:
+            images = layer(images, training=training)
+    return images
+
+
+def _is_upsampled_conv(upsampling, convolution):
+    return (
+        isinstance(upsampling, layers.UpSampling2D) and upsampling.size == (2, 2) and upsampling.interpolation == "nearest"
+        and isinstance(convolution, layers.Conv2D) and convolution.kernel_size == (5, 5) and convolution.padding == "same"
+        and convolution.strides == (1, 1) and convolution.dilation_rate == (1, 1) and convolution.use_bias
+        and convolution.activation is keras.activations.linear
+    )
+

@@ -19,7 +19,7 @@ from dcgan.datasets import load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
 from dcgan.images import save_grid
-from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator
 from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
 
 METRICS_FILE = "metrics.csv"
@@ -88,7 +88,7 @@ class Trainer:
     def _discriminator_step(self, real, noise):
         # As the classic: generated images come from the generator in inference mode (its
         # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
-        fake = tf.cast(self.generator(noise, training=False), real.dtype)
+        fake = tf.cast(run_generator(self.generator, noise, training=False), real.dtype)
         batch_size = tf.shape(real)[0]
         images = tf.concat([real, fake], axis=0)
         labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
@@ -102,7 +102,8 @@ class Trainer:
 
     def _generator_step(self, noise):
         with tf.GradientTape() as tape:
-            scores = self.d_on_g(noise, training=True)
+            # d_on_g(noise), with the generator run the cheap way; it trains d_on_g's unfrozen variables.
+            scores = self.discriminator(run_generator(self.generator, noise, training=True), training=True)
             loss = binary_crossentropy(tf.ones_like(scores), scores)
             scaled = self.g_optimizer.scale_loss(loss / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)

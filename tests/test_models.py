@@ -1,8 +1,10 @@
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dcgan import Trainer
-from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator, upsampled_conv
 
 
 def layer_summary(model):
@@ -111,3 +113,35 @@ def test_noise_is_uniform_in_unit_range_and_a_pure_function_of_seed_and_stream(s
     assert noise.min() >= -1 and noise.max() <= 1 and noise.min() < -0.9 and noise.max() > 0.9
     np.testing.assert_array_equal(noise, trainer.noise(256, stream).numpy())
     assert not np.array_equal(noise, trainer.noise(256, stream + 1).numpy())
+
+
+@pytest.mark.parametrize("height, inputs, outputs", [(7, 128, 64), (14, 64, 1)])
+def test_upsampled_conv_equals_upsampling_then_conv_in_values_and_gradients(height, inputs, outputs):
+    rng = np.random.default_rng(height)
+    images = tf.constant(rng.normal(size=(3, height, height, inputs)).astype(np.float32))
+    upsampling, convolution = keras.layers.UpSampling2D(2), keras.layers.Conv2D(outputs, 5, padding="same")
+    convolution.build((None, 2 * height, 2 * height, inputs))
+    convolution.bias.assign(rng.normal(size=outputs))
+    weights = [convolution.kernel, convolution.bias]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        expected = convolution(upsampling(images))
+        fast = upsampled_conv(images, *weights)
+        expected_loss, fast_loss = tf.reduce_sum(tf.sin(expected)), tf.reduce_sum(tf.sin(fast))
+    np.testing.assert_allclose(fast.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+    for fast_gradient, expected_gradient in zip(tape.gradient(fast_loss, [images, *weights]), tape.gradient(expected_loss, [images, *weights])):
+        scale = np.abs(expected_gradient.numpy()).max()
+        np.testing.assert_allclose(fast_gradient.numpy(), expected_gradient.numpy(), atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_run_generator_equals_the_keras_generator_and_updates_batch_norm_alike(training):
+    keras.utils.set_random_seed(0)
+    generator = build_generator()
+    twin = build_generator()
+    twin.set_weights(generator.get_weights())
+    noise = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, LATENT_DIM)).astype(np.float32))
+    np.testing.assert_allclose(run_generator(twin, noise, training).numpy(), generator(noise, training=training).numpy(), atol=1e-5)
+    for fast, expected in zip(twin.non_trainable_weights, generator.non_trainable_weights):
+        np.testing.assert_allclose(fast.numpy(), expected.numpy(), atol=1e-6)
+    assert not training or not np.array_equal(generator.non_trainable_weights[0].numpy(), np.zeros(6272))
