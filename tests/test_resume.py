@@ -1,7 +1,6 @@
 """Resume, snapshots, and what happens on Ctrl-C, SIGTERM, SIGKILL, a full disk and NaN losses."""
 import csv
 import json
-import os
 import random
 import resource
 import shutil
