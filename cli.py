@@ -44,6 +44,8 @@ def main():
               help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
                    "with MirroredStrategy on one machine.  [default: one device]")
 @click.option("--mixed-precision", is_flag=True, help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.")
+@click.option("--xla/--no-xla", default=None,
+              help="Compile the training step with XLA.  [default: on with a single GPU; off on a CPU, where it is slower]")
 @click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir, snapshots included.")
 @click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
 @click.pass_context

@@ -49,6 +49,18 @@ def test_two_devices_train_like_one(tmp_path):
     assert weight_difference < 1e-5 and loss_difference < 1e-5
 
 
+def test_the_xla_step_matches_the_plain_one():
+    real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    plain, compiled = Trainer(0.0005, 0), Trainer(0.0005, 0, xla=True)
+    for step in range(2):
+        plain_values = plain.train_step(real, np.int64(step))
+        compiled_values = compiled.train_step(real, np.int64(step))
+    for name in plain_values:
+        assert abs(float(plain_values[name]) - float(compiled_values[name])) < 1e-4
+    for a, b in zip(plain.generator.get_weights(), compiled.generator.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_batch_must_split_evenly_across_devices(tmp_path):
     with pytest.raises(UserError, match="does not split evenly across 3 devices"):
         dcgan.train(tiny_config(tmp_path, devices="CPU:0,CPU:1,CPU:2"))
