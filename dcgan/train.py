@@ -79,6 +79,9 @@ class Trainer:
         # XLA draws stateless random numbers differently, so only the updates are compiled with it.
         self._updates = tf.function(self._both_updates, jit_compile=xla)
 
+    def models(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
     def optimizers(self):
         return {"discriminator": self.d_optimizer, "generator": self.g_optimizer}
 

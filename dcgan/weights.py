@@ -28,7 +28,6 @@ from dcgan.models import build_discriminator, build_generator
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
 OPTIMIZERS_FILE = "optimizers.npz"
-MODEL_NAMES = ("generator", "discriminator")
 
 
 def versions():
@@ -59,7 +58,7 @@ def save_checkpoint(folder, trainer, run_info, keep):
     snapshots = folder / SNAPSHOTS
     snapshots.mkdir(exist_ok=True)
     run_text = json.dumps({**run_info, "versions": versions()}, indent=2) + "\n"
-    models = dict(zip(MODEL_NAMES, (trainer.generator, trainer.discriminator)))
+    models = trainer.models()
     final = snapshots / snapshot_name(run_info["step"])
     if not final.exists():
         temporary = snapshots / f".tmp-{final.name}"
@@ -95,7 +94,7 @@ def load_checkpoint(folder, trainer):
         raise UserError(f"{folder} holds no checkpoint to resume from; start a new run without --resume")
     snapshot = Path(folder) / SNAPSHOTS / snapshot_name(steps[-1])
     run_info = read_run_info(snapshot)
-    for name, model in zip(MODEL_NAMES, (trainer.generator, trainer.discriminator)):
+    for name, model in trainer.models().items():
         _load_weights(model, snapshot / f"{name}.weights.h5")
     with np.load(snapshot / OPTIMIZERS_FILE) as saved:
         for role, optimizer in trainer.optimizers().items():
