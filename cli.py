@@ -46,6 +46,9 @@ def main():
 @click.option("--mixed-precision", is_flag=True, help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.")
 @click.option("--xla/--no-xla", default=None,
               help="Compile the training step with XLA.  [default: on with a single GPU; off on a CPU, where it is slower]")
+@click.option("--logdir", type=click.Path(file_okay=False), default=None,
+              help="Also write TensorBoard event files here: losses, scores, accuracies and speed per step, and the sample grids.  "
+                   "[default: none]")
 @click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir, snapshots included.")
 @click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
 @click.pass_context
@@ -70,32 +73,113 @@ def train(ctx, dry_run, resume, **options):
         run_training(config, resume=resume)
 
 
+def weights_folder(weights_dir, snapshot):
+    """The folder to load from: the run's latest weights, or one of its snapshots."""
+    from dcgan.weights import SNAPSHOTS, snapshot_name
+
+    return Path(weights_dir) / SNAPSHOTS / snapshot_name(snapshot) if snapshot is not None else Path(weights_dir)
+
+
+WEIGHTS_DIR = click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
+SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
+                        help="Use the snapshot saved at this step (in WEIGHTS_DIR/snapshots) instead of the latest weights.")
+
+
 @main.command()
-@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
-@click.option("--snapshot", type=click.IntRange(min=0), default=None,
-              help="Use the snapshot saved at this step (in WEIGHTS_DIR/snapshots) instead of the latest weights.")
+@WEIGHTS_DIR
+@SNAPSHOT
 @click.option("--batch-size", type=POSITIVE, default=128, help="Images in the output grid.")
 @click.option("--nice", is_flag=True, help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.")
 @click.option("--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept.")
+@click.option("--interpolate", is_flag=True,
+              help="Instead: walk between random latent points, one walk per row of the grid, to see how smoothly the images change.")
+@click.option("--walks", type=POSITIVE, default=8, help="With --interpolate: rows of the grid, each a walk between two random points.")
+@click.option("--points", type=click.IntRange(min=2), default=10, help="With --interpolate: images along each walk, both ends included.")
+@click.option("--spherical", is_flag=True, help="With --interpolate: walk along the great circle between the points instead of a straight line.")
+@click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
 @click.option("--seed", type=int, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write.  [default: samples/generated_seedSEED.png, or samples/nice_seedSEED.png with --nice]")
-def generate(weights_dir, snapshot, batch_size, nice, nice_factor, seed, output):
+              help="PNG to write.  [default: samples/generated_seedSEED.png, nice_seedSEED.png or interpolate_seedSEED.png]")
+@click.pass_context
+def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, seed, output):
     """Draw images from a trained generator into one tiled PNG."""
-    from dcgan import generate as generate_images, save_grid
+    from dcgan import generate as generate_images, interpolate as interpolate_images, save_grid
     from dcgan.files import writable_folder
-    from dcgan.weights import SNAPSHOTS, snapshot_name
+    from dcgan.images import save_animation, to_picture
 
-    if snapshot is not None:
-        weights_dir = Path(weights_dir) / SNAPSHOTS / snapshot_name(snapshot)
+    given = {name for name in ("walks", "points", "spherical", "gif")
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    if interpolate and nice:
+        raise click.UsageError("--nice and --interpolate draw different grids; pass one of them")
+    if given and not interpolate:
+        raise click.UsageError(f"--{sorted(given)[0]} works only with --interpolate; add --interpolate or leave it out")
     if seed is None:
         seed = secrets.randbelow(2**31)
-    output = Path(output or f"samples/{'nice' if nice else 'generated'}_seed{seed}.png")
+    kind = "interpolate" if interpolate else "nice" if nice else "generated"
+    output = Path(output or f"samples/{kind}_seed{seed}.png")
     with user_errors():
         writable_folder(output.parent, "--output")
-        images, _ = generate_images(weights_dir, batch_size, seed, nice_factor if nice else None)
-        save_grid(images, output)
-    click.echo(f"Wrote {len(images)} images to {output} (seed {seed})")
+        folder = weights_folder(weights_dir, snapshot)
+        if interpolate:
+            images = interpolate_images(folder, walks, points, seed, spherical)
+            save_grid(images.reshape(-1, *images.shape[2:]), output, columns=points)
+            if gif:
+                # One frame per point along the walks, there and back, every walk in the same frame.
+                frames = [to_picture(images[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
+                save_animation(frames, output.with_suffix(".gif"), frame_seconds=0.15)
+            count = images.shape[0] * images.shape[1]
+        else:
+            images, _ = generate_images(folder, batch_size, seed, nice_factor if nice else None)
+            save_grid(images, output)
+            count = len(images)
+    click.echo(f"Wrote {count} images to {output}{' and ' + str(output.with_suffix('.gif')) if gif else ''} (seed {seed})")
+
+
+@main.command()
+@WEIGHTS_DIR
+@SNAPSHOT
+@click.option("--dataset", default=None,
+              help="Labelled data to score against: mnist, mnist-sample, fashion-mnist, or a .npz with x and y "
+                   "(or x_train, y_train, x_test, y_test) or a folder of IDX images and labels.  [default: the run's dataset]")
+@click.option("--count", type=click.IntRange(min=10), default=10_000, help="Generated images to score.")
+@click.option("--seed", type=int, default=0, help="Seed of the noise the images are drawn from.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the scoring classifier is cached.  [default: $DCGAN_CACHE, else ~/.cache/dcgan]")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
+def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
+    """Score a trained generator against real labelled images.
+
+    Reports, for the generated images and for real training images (the floor): the Fréchet distance
+    to held-out real images in a small classifier's features, the classes covered and how evenly,
+    the classifier's confidence, and k-NN precision and recall. The classifier is trained on the
+    dataset the first time and cached; its held-out accuracy is reported.
+    """
+    from dcgan.evaluation import evaluate as score_generator, format_report
+
+    with user_errors():
+        report = score_generator(weights_folder(weights_dir, snapshot), dataset, count, seed, cache_dir,
+                                 log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@main.command()
+@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder of a run written by dcgan train.")
+@click.option("--samples-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the run's sample grids, where the pictures go too.  [default: the run's own --samples-dir]")
+def plot(weights_dir, samples_dir):
+    """Draw a run's training curves (curves.png) and an animated GIF of its sample grids (fakes.gif), now.
+
+    dcgan train draws both when it finishes or is stopped; this draws them while it runs, or again later.
+    """
+    from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
+    from dcgan.monitor import METRICS_FILE
+    from dcgan.weights import read_run_info
+
+    with user_errors():
+        samples_dir = Path(samples_dir or read_run_info(weights_dir)["config"]["samples_dir"])
+        plot_curves(Path(weights_dir) / METRICS_FILE, samples_dir / CURVES_FILE)
+        frames = animate_grids(samples_dir, samples_dir / ANIMATION_FILE)
+    click.echo(f"Wrote {samples_dir / CURVES_FILE} and {samples_dir / ANIMATION_FILE} ({frames} frames)")
 
 
 @contextlib.contextmanager

@@ -4,15 +4,30 @@
     generator = load_generator("weights")
     images = generator(noise)  # noise: (N, 100) uniform in [-1, 1] -> (N, 28, 28, 1) in [-1, 1]
 """
+import importlib
 import os
 
 # Keras reads its backend once, at its first import; dcgan is built on TensorFlow.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from dcgan.errors import UserError  # noqa: E402
-from dcgan.generate import generate  # noqa: E402
-from dcgan.images import save_grid  # noqa: E402
-from dcgan.train import TrainConfig, Trainer, train  # noqa: E402
-from dcgan.weights import load_discriminator, load_generator  # noqa: E402
+# Where each public name lives. They are imported on first use, so that the parts that only read
+# a run's files (dcgan.plots, dcgan.weights.read_run_info) do not wait seconds for TensorFlow.
+_EXPORTS = {
+    "TrainConfig": "dcgan.training",
+    "Trainer": "dcgan.training",
+    "train": "dcgan.training",
+    "UserError": "dcgan.errors",
+    "generate": "dcgan.generation",
+    "interpolate": "dcgan.generation",
+    "evaluate": "dcgan.evaluation",
+    "save_grid": "dcgan.images",
+    "load_discriminator": "dcgan.weights",
+    "load_generator": "dcgan.weights",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["TrainConfig", "Trainer", "UserError", "generate", "load_discriminator", "load_generator", "save_grid", "train"]
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dcgan' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

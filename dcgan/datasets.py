@@ -1,8 +1,9 @@
-"""Training images from named datasets and files on disk.
+"""Training images from named datasets and files on disk, and their labels for scoring a generator.
 
 Every loader returns float32 images of shape (N, 28, 28, 1) scaled to [-1, 1],
 the range of the generator's tanh output.
 """
+import collections
 import gzip
 import math
 import os
@@ -30,17 +31,12 @@ def keras_datasets_dir():
 def load_dataset(dataset):
     """Images for `dataset`: one of DATASET_NAMES, or a path to a .npz, an IDX file or a folder of IDX files."""
     if dataset == "mnist":
-        return _load_mnist()
+        return _load_npz(_mnist_file())
     if dataset == "mnist-sample":
         return _load_npz(MNIST_SAMPLE)
     if dataset == "fashion-mnist":
-        return _load_fashion_mnist()
-    path = Path(dataset).expanduser()
-    if not path.exists():
-        raise UserError(
-            f"dataset {dataset!r} is neither a known name ({', '.join(DATASET_NAMES)}) "
-            "nor an existing path; pass one of those names or the path of a .npz, IDX file or folder"
-        )
+        return _load_idx_folder(_fashion_mnist_folder())
+    path = _existing_path(dataset)
     if path.is_dir():
         return _load_idx_folder(path)
     if path.suffix == ".npz":
@@ -48,7 +44,8 @@ def load_dataset(dataset):
     return _to_unit_range(read_idx(path), path)
 
 
-def _load_mnist():
+def _mnist_file():
+    """Keras' mnist.npz, downloaded if possible, else the bundled sample (saying so)."""
     cached = keras_datasets_dir() / "mnist.npz"
     if not cached.exists():
         try:
@@ -58,24 +55,113 @@ def _load_mnist():
         except Exception as error:
             print(
                 f"Full MNIST is not available: {cached} is missing and downloading it failed "
-                f"({type(error).__name__}). Training on the bundled 5,000-digit sample instead; "
+                f"({type(error).__name__}). Using the bundled 5,000-digit sample instead; "
                 f"to use all 60,000 digits put mnist.npz at {cached}, or pass --dataset PATH.",
                 file=sys.stderr,
             )
-            return _load_npz(MNIST_SAMPLE)
-    return _load_npz(cached)
+            return MNIST_SAMPLE
+    return cached
 
 
-def _load_fashion_mnist():
+def _fashion_mnist_folder():
     candidates = [keras_datasets_dir() / "fashion-mnist", DEBIAN_FASHION_MNIST]
     for folder in candidates:
-        images = folder / "train-images-idx3-ubyte.gz"
-        if images.exists():
-            return _to_unit_range(read_idx(images), images)
+        if (folder / "train-images-idx3-ubyte.gz").exists():
+            return folder
     raise UserError(
         f"Fashion-MNIST not found in {candidates[0]} (Keras cache) or {candidates[1]} "
         "(Debian: apt-get install dataset-fashion-mnist); install it there or pass --dataset PATH"
     )
+
+
+def _existing_path(dataset):
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        raise UserError(
+            f"dataset {dataset!r} is neither a known name ({', '.join(DATASET_NAMES)}) "
+            "nor an existing path; pass one of those names or the path of a .npz, IDX file or folder"
+        )
+    return path
+
+
+Labelled = collections.namedtuple("Labelled", "train_images train_labels test_images test_labels")
+
+
+def load_labelled(dataset):
+    """Images and integer labels of `dataset`, split into a training part and a held-out part.
+
+    Datasets that come split (MNIST, Fashion-MNIST, a .npz with x_test and y_test, an IDX folder
+    with t10k files) keep their split; others hold out a fifth of each class, the same images every time.
+    """
+    if dataset in ("mnist", "mnist-sample"):
+        return _labelled_npz(_mnist_file() if dataset == "mnist" else MNIST_SAMPLE)
+    if dataset == "fashion-mnist":
+        return _labelled_idx_folder(_fashion_mnist_folder())
+    path = _existing_path(dataset)
+    if path.is_dir():
+        return _labelled_idx_folder(path)
+    if path.suffix == ".npz":
+        return _labelled_npz(path)
+    raise UserError(
+        f"{path} holds images without labels; scoring needs labels: pass a .npz with x and y "
+        "(or x_train and y_train), or a folder holding the IDX images and labels files"
+    )
+
+
+def _labelled_npz(path):
+    try:
+        with np.load(path) as arrays:
+            found = {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise UserError(f"cannot read {path} as a .npz file ({error}); check the file or rebuild it") from None
+    for images, labels in (("x_train", "y_train"), ("x", "y")):
+        if images in found and labels in found:
+            train = (_to_unit_range(found[images], path), _labels(found[labels], len(found[images]), path))
+            if "x_test" in found and "y_test" in found:
+                test = (_to_unit_range(found["x_test"], path), _labels(found["y_test"], len(found["x_test"]), path))
+                return Labelled(*train, *test)
+            return _hold_out(*train)
+    raise UserError(
+        f"{path} holds no labelled images (found: {', '.join(found) or 'nothing'}); "
+        "save them as x and y, or x_train and y_train (with x_test and y_test if you have a held-out set)"
+    )
+
+
+def _labelled_idx_folder(folder):
+    def pair(part):
+        images = sorted(p for p in folder.iterdir() if part in p.name and "idx3-ubyte" in p.name)
+        labels = sorted(p for p in folder.iterdir() if part in p.name and "idx1-ubyte" in p.name)
+        if len(images) != 1 or len(labels) != 1:
+            return None
+        pixels = _to_unit_range(read_idx(images[0]), images[0])
+        return pixels, _labels(read_idx(labels[0]), len(pixels), labels[0])
+
+    train = pair("train")
+    if train is None:
+        raise UserError(
+            f"{folder} needs one training images file and one labels file (names containing 'train' and "
+            "'idx3-ubyte' or 'idx1-ubyte'); put them there, or pass a .npz with x and y"
+        )
+    test = pair("t10k") or pair("test")
+    return Labelled(*train, *test) if test else _hold_out(*train)
+
+
+def _labels(labels, count, source):
+    labels = np.asarray(labels)
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{source} holds labels of shape {labels.shape} and type {labels.dtype}; "
+                        f"it needs {count} integer labels, one per image")
+    return labels.astype(np.int64)
+
+
+def _hold_out(images, labels, fraction=0.2):
+    """Split off `fraction` of each class, chosen by a fixed seed, as the held-out part."""
+    rng = np.random.default_rng(0)
+    held_out = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        held_out[rng.choice(members, max(1, round(fraction * len(members))), replace=False)] = True
+    return Labelled(images[~held_out], labels[~held_out], images[held_out], labels[held_out])
 
 
 def _load_npz(path):

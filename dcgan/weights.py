@@ -23,7 +23,6 @@ import numpy as np
 
 from dcgan.errors import UserError
 from dcgan.files import fsync_folder, write_atomically
-from dcgan.models import build_discriminator, build_generator
 
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
@@ -119,6 +118,8 @@ def read_run_info(folder):
 
 def load_generator(weights_dir="weights"):
     """The trained generator from a weights folder, as a ready Keras model: noise (N, latent_dim) -> images in [-1, 1]."""
+    from dcgan.models import build_generator  # Keras loads only when a model is needed: reading a run stays quick
+
     run_info = read_run_info(weights_dir)
     generator = build_generator(run_info["latent_dim"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
@@ -127,6 +128,8 @@ def load_generator(weights_dir="weights"):
 
 def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> probability of being real."""
+    from dcgan.models import build_discriminator
+
     read_run_info(weights_dir)
     discriminator = build_discriminator()
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")

@@ -23,7 +23,8 @@ def tiny_config(folder, **changes):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """One tiny training run shared by the tests that only read its outputs."""
-    config = tiny_config(tmp_path_factory.mktemp("trained"))
+    folder = tmp_path_factory.mktemp("trained")
+    config = tiny_config(folder, logdir=str(folder / "logs"))
     trainer = dcgan.train(config)
     return config, trainer
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import dcgan
 from dcgan import Trainer, UserError
-from dcgan.train import use_threads
+from dcgan.training import use_threads
 
 from conftest import tiny_config
 

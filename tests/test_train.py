@@ -8,7 +8,7 @@ from PIL import Image
 
 import dcgan
 from dcgan import Trainer, UserError, load_discriminator, load_generator
-from dcgan.train import METRICS_COLUMNS
+from dcgan.monitor import METRICS_COLUMNS
 
 from conftest import tiny_config
 
@@ -38,13 +38,13 @@ def test_run_writes_weights_config_and_metrics(trained):
 
 def test_sample_grids_come_every_n_steps_and_at_the_end_named_to_sort(trained):
     config, trainer = trained
-    grids = sorted(Path(config.samples_dir).iterdir())
+    grids = sorted(Path(config.samples_dir).glob("fakes_*.png"))
     assert [p.name for p in grids] == ["fakes_epoch0001_step0000004.png", "fakes_epoch0001_step0000006.png"]
     with Image.open(grids[-1]) as png:
         assert png.size == (4 * 28, 3 * 28)  # 10 samples: 3 rows of 4
         last = np.array(png)
     from dcgan.images import tile
-    from dcgan.train import sample_noise
+    from dcgan.training import sample_noise
 
     expected = tile(trainer.generator(sample_noise(config.seed, 10), training=False).numpy())[..., 0]
     np.testing.assert_array_equal(last, expected)
@@ -85,7 +85,7 @@ def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
         "fakes_epoch0001_step0000005.png", "fakes_epoch0002_step0000010.png", "fakes_epoch0003_step0000012.png",
     ]
-    from dcgan.train import epoch_order
+    from dcgan.training import epoch_order
 
     first, second = epoch_order(0, 1, 20), epoch_order(0, 2, 20)
     assert sorted(first) == list(range(20)) and not np.array_equal(first, second)

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,10 +20,10 @@ from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
 from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator
+from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
+from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
 from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
 
-METRICS_FILE = "metrics.csv"
-METRICS_COLUMNS = ("step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "elapsed_seconds")
 
 
 @dataclasses.dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     devices: str | None = None  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
     mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
     xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
+    logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
 
 
 class Trainer:
@@ -103,7 +105,15 @@ class Trainer:
             scaled = self.d_optimizer.scale_loss(loss / _replicas())
         gradients = tape.gradient(scaled, self.discriminator_variables)
         self.d_optimizer.apply(gradients, self.discriminator_variables)
-        return loss, tf.reduce_mean(scores[:batch_size]), tf.reduce_mean(scores[batch_size:])
+        real_scores, fake_scores = scores[:batch_size], scores[batch_size:]
+        return {
+            "d_loss": loss,
+            "d_real": tf.reduce_mean(real_scores),
+            "d_fake": tf.reduce_mean(fake_scores),
+            # Right calls: real scored above one half, generated below.
+            "d_acc_real": tf.reduce_mean(tf.cast(real_scores > 0.5, tf.float32)),
+            "d_acc_fake": tf.reduce_mean(tf.cast(fake_scores < 0.5, tf.float32)),
+        }
 
     def _generator_step(self, noise):
         with tf.GradientTape() as tape:
@@ -130,9 +140,8 @@ class Trainer:
         share = tf.shape(batches[0])[0] // context.num_replicas_in_sync
         start = context.replica_id_in_sync_group * share
         real, discriminator_noise, generator_noise = (batch[start : start + share] for batch in batches)
-        d_loss, d_real, d_fake = self._discriminator_step(real, discriminator_noise)
-        g_loss = self._generator_step(generator_noise)
-        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+        d_values = self._discriminator_step(real, discriminator_noise)
+        return {**d_values, "g_loss": self._generator_step(generator_noise)}
 
 
 def _replicas():
@@ -244,9 +253,15 @@ def train(config, resume=False):
         save_checkpoint(weights_dir, trainer, {**run_info, "step": step, "epoch": epoch}, config.keep)
         last_saved = step
 
+    health = HealthCheck(images[epoch_order(config.seed, 0, len(images))[: config.sample_count]])
+    events = EventLog(config.logdir) if config.logdir else None
+
     def sample(step, epoch):
-        grid = trainer.generator(fixed_noise, training=False)
-        save_grid(grid.numpy(), samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
+        grid = trainer.generator(fixed_noise, training=False).numpy()
+        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
+        if events:
+            events.grid(step, grid)
+        return health.after_grid(step, grid)
 
     metrics_path = weights_dir / METRICS_FILE
     elapsed_before = restart_metrics(metrics_path, step)
@@ -271,32 +286,49 @@ def train(config, resume=False):
                             f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
                             f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
                         )
-                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in METRICS_COLUMNS[2:6]),
-                                  f"{time.perf_counter() - start:.3f}"])
+                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in STEP_VALUES), f"{time.perf_counter() - start:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
+                warnings = [health.after_step(step, values)]
+                if events:
+                    events.scalars(step, {**values, "images_per_second": progress.images_per_second()})
                 end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
                 if end_of_epoch:
                     progress.finish()
-                    progress = None
                 if step % config.sample_every == 0 or end_of_epoch:
-                    sample(step, epoch)
+                    warnings.append(sample(step, epoch))
+                for warning in filter(None, warnings):
+                    progress.warn(warning)
+                if end_of_epoch:
+                    progress = None
                 if step % config.save_every == 0 or step == total_steps or stop.signal_name:
                     save(step, epoch)
                 if stop.signal_name and step < total_steps:
+                    draw_run_pictures(weights_dir, samples_dir)
                     raise TrainingStopped(
                         f"stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
                         f"Continue with: dcgan train --resume --weights-dir {weights_dir}",
                         stop.signal_number,
                     )
+            draw_run_pictures(weights_dir, samples_dir)
         except OSError as error:
             remove_leftovers(weights_dir)
             raise UserError(
                 f"writing {error.filename or 'to disk'} failed at step {step} ({error.strerror or error}); "
                 f"{_last_checkpoint(last_saved, weights_dir)}. Free some space or fix the folder, then continue with --resume"
             ) from None
-    print(f"Done: step {step} after {time.perf_counter() - start:.0f} s of training; weights in {weights_dir}")
+        finally:
+            if events:
+                events.close()
+    print(f"Done: step {step} after {time.perf_counter() - start:.0f} s of training; weights in {weights_dir}; "
+          f"curves and animation in {samples_dir / CURVES_FILE} and {samples_dir / ANIMATION_FILE}")
     return trainer
+
+
+def draw_run_pictures(weights_dir, samples_dir):
+    """The training curves and the animation of the sample grids, as they stand."""
+    plot_curves(Path(weights_dir) / METRICS_FILE, Path(samples_dir) / CURVES_FILE)
+    animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
 
 
 def use_threads(count):
@@ -381,39 +413,3 @@ class StopOnSignal:
         self.signal_name = signal.Signals(number).name
         print(f"\n{self.signal_name}: stopping after this step and saving a checkpoint; "
               "send it again to quit at once", file=sys.stderr, flush=True)
-
-
-class Progress:
-    """One line per epoch: steps done, running means of the losses and scores, images per second.
-
-    On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
-    """
-
-    def __init__(self, epoch, epochs, done, steps, batch_size):
-        self.prefix = f"epoch {epoch}/{epochs}"
-        self.steps = steps
-        self.batch_size = batch_size
-        self.done = self.first = done
-        self.sums = {}
-        self.start = time.perf_counter()
-        self.live = sys.stdout.isatty()
-        self.every = 1 if self.live else max(1, steps // 10)
-
-    def update(self, values):
-        self.done += 1
-        for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        if self.done % self.every == 0 and self.done < self.steps:
-            self._show(end="\r" if self.live else "\n")
-
-    def finish(self):
-        self._show(end="\n")
-
-    def _show(self, end):
-        seconds = time.perf_counter() - self.start
-        mean = {name: total / (self.done - self.first) for name, total in self.sums.items()}
-        line = (
-            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
-            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  {(self.done - self.first) * self.batch_size / seconds:.0f} img/s"
-        )
-        print(line, end=end, flush=True)

@@ -1,0 +1,51 @@
+"""Drawing images from a trained generator: plain, the best the discriminator sees, or walks through its latent space."""
+import numpy as np
+
+from dcgan.weights import load_discriminator, load_generator
+
+BATCH = 500  # images per forward pass: bounds memory whatever the count
+
+
+def in_batches(model, inputs):
+    """`model` in inference mode over `inputs`, a batch at a time, as one NumPy array."""
+    return np.concatenate([model(inputs[start : start + BATCH], training=False).numpy()
+                           for start in range(0, len(inputs), BATCH)])
+
+
+def generate(weights_dir="weights", count=128, seed=0, nice_factor=None):
+    """`count` images in [-1, 1] from the generator in `weights_dir`, and their discriminator scores.
+
+    With `nice_factor`, draw `count * nice_factor` images and keep the `count`
+    the discriminator scores highest, best first; without it the scores are None.
+    The noise is a pure function of `seed`, so the same seed gives the same images.
+    """
+    generator = load_generator(weights_dir)
+    noise = np.random.default_rng(seed).uniform(-1, 1, (count * (nice_factor or 1), generator.input_shape[-1]))
+    images = in_batches(generator, noise.astype(np.float32))
+    if not nice_factor:
+        return images, None
+    scores = in_batches(load_discriminator(weights_dir), images)[:, 0]
+    best = np.argsort(-scores, kind="stable")[:count]
+    return images[best], scores[best]
+
+
+def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=False):
+    """Images along `walks` straight (or `spherical`) lines between random pairs of latent points.
+
+    Returns (walks, points, H, W, C): row i walks from one random point to another in `points` steps.
+    Spherical walks follow the great circle between the two points, keeping their length
+    as it goes, where a straight line cuts through the middle of the latent space.
+    """
+    generator = load_generator(weights_dir)
+    rng = np.random.default_rng(seed)
+    start, end = rng.uniform(-1, 1, (2, walks, generator.input_shape[-1]))
+    fractions = np.linspace(0, 1, points)[None, :, None]
+    if spherical:
+        cosine = np.sum(start * end, 1) / (np.linalg.norm(start, axis=1) * np.linalg.norm(end, axis=1))
+        angle = np.arccos(np.clip(cosine, -1, 1))[:, None, None]
+        sine = np.maximum(np.sin(angle), 1e-8)
+        noise = (np.sin((1 - fractions) * angle) * start[:, None] + np.sin(fractions * angle) * end[:, None]) / sine
+    else:
+        noise = (1 - fractions) * start[:, None] + fractions * end[:, None]
+    images = in_batches(generator, noise.reshape(walks * points, -1).astype(np.float32))
+    return images.reshape(walks, points, *images.shape[1:])

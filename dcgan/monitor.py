@@ -1,0 +1,162 @@
+"""Watching a run as it trains: the console line, warnings when training goes wrong, TensorBoard events."""
+import collections
+import io
+import sys
+import time
+
+import numpy as np
+
+from dcgan.images import to_picture
+
+# Per-step values the training step reports, in the order of metrics.csv's columns.
+STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+METRICS_FILE = "metrics.csv"  # in the weights folder, one row per step
+METRICS_COLUMNS = ("step", "epoch", *STEP_VALUES, "elapsed_seconds")
+
+
+class Progress:
+    """One line per epoch: steps done, running means of the step's values, images per second.
+
+    On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
+    """
+
+    def __init__(self, epoch, epochs, done, steps, batch_size):
+        self.prefix = f"epoch {epoch}/{epochs}"
+        self.steps = steps
+        self.batch_size = batch_size
+        self.done = self.first = done
+        self.sums = dict.fromkeys(STEP_VALUES, 0.0)
+        self.start = time.perf_counter()
+        self.live = sys.stdout.isatty()
+        self.every = 1 if self.live else max(1, steps // 10)
+        self.line_open = False
+
+    def update(self, values):
+        self.done += 1
+        for name in STEP_VALUES:
+            self.sums[name] += values[name]
+        if self.done % self.every == 0 and self.done < self.steps:
+            self._show(end="\r" if self.live else "\n")
+
+    def finish(self):
+        self._show(end="\n")
+
+    def warn(self, text):
+        """Print a warning on stderr without tearing the line being redrawn."""
+        if self.line_open:
+            print(flush=True)
+            self.line_open = False
+        print(text, file=sys.stderr, flush=True)
+
+    def images_per_second(self):
+        return (self.done - self.first) * self.batch_size / (time.perf_counter() - self.start)
+
+    def _show(self, end):
+        mean = {name: total / max(1, self.done - self.first) for name, total in self.sums.items()}
+        print(
+            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
+            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  "
+            f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}  {self.images_per_second():.0f} img/s",
+            end=end,
+            flush=True,
+        )
+        self.line_open = end == "\r"
+
+
+def diversity(images):
+    """Mean Euclidean distance between pairs of distinct images: near 0 when they are near-copies."""
+    flat = np.asarray(images, np.float64).reshape(len(images), -1)
+    squared = np.sum(flat**2, axis=1)
+    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0))
+    return distances.sum() / (len(flat) * (len(flat) - 1))
+
+
+class HealthCheck:
+    """Spots the classic design's known failures while a run trains, and says what each means and what to try.
+
+    - The discriminator wins outright: over `window` steps its loss stays near zero and it scores
+      generated images near zero, so the generator's gradient vanishes and its samples stop improving.
+    - Collapse: the fixed-noise sample grid's images are near-copies of one another, a small fraction
+      as far apart as real images are. Not checked in the first `warmup` steps, when every
+      generator still draws the same gray haze.
+    Each warning is given once, and again only after the run has recovered from it.
+    """
+
+    DISCRIMINATOR_LOSS = 0.05  # mean d_loss under this, for `window` steps in a row ...
+    GENERATED_SCORE = 0.05  # ... with mean D(G(z)) under this
+    COLLAPSE = 0.25  # sample grid diversity under this fraction of the real images' diversity
+
+    def __init__(self, real_images, window=100, warmup=200):
+        self.window = window
+        self.warmup = warmup
+        self.recent = collections.deque(maxlen=window)
+        self.real_diversity = diversity(real_images)
+        self.active = set()
+
+    def after_step(self, step, values):
+        """A warning for the step just done, or None."""
+        self.recent.append((values["d_loss"], values["d_fake"]))
+        d_loss, d_fake = np.mean(self.recent, axis=0)
+        winning = len(self.recent) == self.window and d_loss < self.DISCRIMINATOR_LOSS and d_fake < self.GENERATED_SCORE
+        if self._newly("discriminator", winning):
+            return (
+                f"warning: at step {step} the discriminator is winning outright: over the last {self.window} steps "
+                f"d_loss averaged {d_loss:.4f} and D(G(z)) {d_fake:.4f}. The generator gets almost no gradient, "
+                "so its samples stop improving (they often turn gray). Try a lower --lr, "
+                "or resume from a snapshot saved before this in a new run"
+            )
+        return None
+
+    def after_grid(self, step, images):
+        """A warning for the sample grid drawn at `step`, or None."""
+        ratio = diversity(images) / self.real_diversity
+        if self._newly("collapse", step > self.warmup and ratio < self.COLLAPSE):
+            return (
+                f"warning: at step {step} the sample grid's images are near-copies of one another "
+                f"(their diversity is {ratio:.2f} of real images'): the generator is collapsing onto a few outputs. "
+                "Look at the latest grid; try a lower --lr or another --seed, and run dcgan evaluate to see which classes it covers"
+            )
+        return None
+
+    def _newly(self, name, failing):
+        was_failing = name in self.active
+        if failing:
+            self.active.add(name)
+        else:
+            self.active.discard(name)
+        return failing and not was_failing
+
+
+class EventLog:
+    """TensorBoard event files in `logdir`: the step's values as scalars and the sample grids as images.
+
+    Written with TensorFlow's own summary writer as raw Summary protos, so TensorBoard
+    itself need not be installed to train, only to look.
+    """
+
+    def __init__(self, logdir):
+        # Imported here so that reading metrics.csv (dcgan plot) does not wait for TensorFlow.
+        import tensorflow as tf
+        from tensorflow.core.framework.summary_pb2 import Summary
+
+        self._tf, self._summary = tf, Summary
+        self.writer = tf.summary.create_file_writer(str(logdir))
+
+    def scalars(self, step, values):
+        self._write(step, [self._summary.Value(tag=name, simple_value=value) for name, value in values.items()])
+
+    def grid(self, step, images):
+        picture = to_picture(images)
+        png = io.BytesIO()
+        picture.save(png, format="PNG")
+        width, height = picture.size
+        channels = len(picture.getbands())
+        image = self._summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png.getvalue())
+        self._write(step, [self._summary.Value(tag="samples/fixed_noise", image=image)])
+
+    def close(self):
+        self.writer.close()
+
+    def _write(self, step, values):
+        with self.writer.as_default():
+            self._tf.summary.experimental.write_raw_pb(self._summary(value=values).SerializeToString(), step=step)

@@ -1,0 +1,158 @@
+"""Watching a run: the per-step values, warnings, TensorBoard events, curves and the grid animation."""
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import dcgan
+from dcgan.datasets import load_dataset
+from dcgan.monitor import STEP_VALUES, HealthCheck, diversity
+from dcgan.plots import animate_grids, plot_curves, smooth
+
+from conftest import run_dcgan, tiny_config
+
+REAL = load_dataset("mnist-sample")[:64]
+
+
+def metrics(weights_dir):
+    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_metrics_hold_the_discriminators_accuracy_on_both_halves(trained):
+    config, _ = trained
+    rows = metrics(config.weights_dir)
+    for row in rows:
+        for name in ("d_acc_real", "d_acc_fake"):
+            # A fraction of a batch of 8: a multiple of 1/8 in [0, 1].
+            assert 0 <= float(row[name]) <= 1 and float(row[name]) * 8 == round(float(row[name]) * 8)
+    assert any(float(r["d_acc_real"]) != float(r["d_acc_fake"]) for r in rows)
+
+
+def test_accuracy_is_the_share_of_right_calls(tmp_path):
+    trainer = dcgan.Trainer(0.0005, seed=0)
+    real = load_dataset("mnist-sample")[:16]
+    before = trainer.discriminator.get_weights()
+    noise = trainer.noise(16, 0)
+    fake = trainer.generator(noise, training=False)
+    real_scores = trainer.discriminator(real, training=True).numpy()[:, 0]
+    fake_scores = trainer.discriminator(fake, training=True).numpy()[:, 0]
+    values = trainer.discriminator_step(real, noise)
+    assert float(values["d_acc_real"]) == pytest.approx(np.mean(real_scores > 0.5))
+    assert float(values["d_acc_fake"]) == pytest.approx(np.mean(fake_scores < 0.5))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, trainer.discriminator.get_weights()))
+
+
+def test_progress_line_reports_accuracy_and_speed(tmp_path, capsys):
+    dcgan.train(tiny_config(tmp_path, steps=3))
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch 1/30 step 3/3")][0]
+    for part in ("d_loss", "g_loss", "D(x)", "D(G(z))", "D accuracy real", "fake", "img/s"):
+        assert part in line
+
+
+def test_diversity_is_zero_for_copies_and_large_for_real_digits():
+    assert diversity(np.repeat(REAL[:1], 10, axis=0)) == pytest.approx(0, abs=1e-5)
+    assert diversity(REAL) > 10
+    two = np.stack([np.zeros((2, 2, 1)), np.ones((2, 2, 1))])
+    assert diversity(two) == pytest.approx(2.0)  # sqrt(4 pixels x 1^2)
+
+
+def healthy(step):
+    return {"d_loss": 0.6, "d_fake": 0.4}
+
+
+def winning(step):
+    return {"d_loss": 0.001, "d_fake": 0.0005}
+
+
+def test_a_discriminator_that_wins_for_a_sustained_stretch_is_reported_once():
+    check = HealthCheck(REAL, window=20)
+    assert all(check.after_step(step, healthy(step)) is None for step in range(1, 101))
+    # A short spell is not enough: the window's mean must fall that low.
+    assert all(check.after_step(step, winning(step)) is None for step in range(101, 111))
+    warnings = [check.after_step(step, winning(step)) for step in range(111, 200)]
+    reported = [w for w in warnings if w]
+    assert len(reported) == 1 and "discriminator is winning outright" in reported[0] and "--lr" in reported[0]
+    for step in range(200, 240):
+        assert check.after_step(step, healthy(step)) is None
+    again = [check.after_step(step, winning(step)) for step in range(240, 300)]
+    assert sum(w is not None for w in again) == 1, "after recovering, a relapse is reported again"
+
+
+def test_a_collapsed_sample_grid_is_reported_after_the_warmup():
+    check = HealthCheck(REAL, warmup=200)
+    copies = np.repeat(REAL[:1], 64, axis=0) + np.random.default_rng(0).normal(0, 0.01, (64, 28, 28, 1))
+    assert check.after_grid(100, copies) is None, "early grids are all haze; not a collapse yet"
+    assert check.after_grid(200, REAL[::-1]) is None
+    warning = check.after_grid(400, copies)
+    assert "near-copies" in warning and "dcgan evaluate" in warning
+    assert check.after_grid(600, copies) is None, "told once"
+    assert check.after_grid(800, REAL) is None
+    assert check.after_grid(1000, copies) is not None
+
+
+def test_tensorboard_reads_the_scalars_and_sample_grids(trained):
+    config, _ = trained
+    events = EventAccumulator(config.logdir, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert set(tags["scalars"]) == {*STEP_VALUES, "images_per_second"}
+    rows = metrics(config.weights_dir)
+    d_loss = events.Scalars("d_loss")
+    assert [e.step for e in d_loss] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([e.value for e in d_loss], [float(r["d_loss"]) for r in rows], rtol=1e-5)
+    grids = events.Images("samples/fixed_noise")
+    assert [g.step for g in grids] == [4, 6]
+    assert (grids[-1].width, grids[-1].height) == (4 * 28, 3 * 28)
+    with Image.open(Path(config.samples_dir) / "fakes_epoch0001_step0000006.png") as png:
+        expected = np.array(png)
+    np.testing.assert_array_equal(np.array(Image.open(io.BytesIO(grids[-1].encoded_image_string))), expected)
+
+
+def test_a_run_ends_with_curves_and_an_animation_of_its_grids(trained):
+    config, _ = trained
+    samples = Path(config.samples_dir)
+    with Image.open(samples / "curves.png") as png:
+        assert png.size[0] == 900 and png.size[1] > 600
+        pixels = np.array(png.convert("RGB"))
+    # The d_loss curve's red and the g_loss curve's blue are drawn.
+    assert np.any((pixels[..., 0] > 150) & (pixels[..., 2] < 80)) and np.any((pixels[..., 2] > 150) & (pixels[..., 0] < 80))
+    with Image.open(samples / "fakes.gif") as gif:
+        assert gif.n_frames == 2 and gif.size == (4 * 28, 3 * 28 + 20)
+        gif.seek(1)
+        last = np.array(gif.convert("L"))[: 3 * 28]
+    with Image.open(samples / "fakes_epoch0001_step0000006.png") as png:
+        assert np.abs(last.astype(int) - np.array(png)).max() <= 8  # GIF palettes round gray levels a little
+
+
+def test_smooth_is_a_running_mean_that_starts_at_the_first_value():
+    np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
+
+
+def test_curves_and_animation_refuse_what_is_not_a_run(tmp_path):
+    with pytest.raises(dcgan.UserError, match="cannot read"):
+        plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png")
+    (tmp_path / "metrics.csv").write_text("step,epoch,d_loss\n")
+    with pytest.raises(dcgan.UserError, match="no steps yet"):
+        plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png")
+    with pytest.raises(dcgan.UserError, match="no sample grids"):
+        animate_grids(tmp_path, tmp_path / "fakes.gif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_plot_command_redraws_a_runs_pictures_without_tensorflow(trained, tmp_path):
+    config, _ = trained
+    samples = Path(config.samples_dir)
+    for name in ("curves.png", "fakes.gif"):
+        (samples / name).unlink()
+    result = run_dcgan("plot", "--weights-dir", config.weights_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "fakes.gif (2 frames)" in result.stdout
+    assert (samples / "curves.png").exists() and (samples / "fakes.gif").exists()
+    assert "oneDNN" not in result.stderr, "plot should not load TensorFlow"
+    missing = run_dcgan("plot", "--weights-dir", tmp_path / "none", cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.startswith("Error: ") and "does not exist" in missing.stderr
