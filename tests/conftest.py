@@ -33,3 +33,13 @@ def run_dcgan(*args, cwd):
     """The installed `dcgan` command in a child process."""
     command = Path(sys.executable).parent / "dcgan"
     return subprocess.run([str(command), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory):
+    """A cache folder that already holds the mnist-sample classifier, trained once for the whole session."""
+    from dcgan.evaluation import Scorer
+
+    folder = tmp_path_factory.mktemp("classifier-cache")
+    Scorer("mnist-sample", cache_dir=folder)
+    return folder

@@ -72,11 +72,15 @@ def test_dry_run_prints_the_configuration(tmp_path):
 def test_help_explains_every_option():
     for command, options in (("train", ["--dataset", "--batch-size", "--epochs", "--steps", "--lr", "--seed", "--weights-dir",
                                         "--samples-dir", "--sample-every", "--save-every"]),
-                             ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed"])):
+                             ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
+                                           "--interpolate", "--walks", "--points", "--spherical", "--gif"]),
+                             ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
+                             ("plot", ["--weights-dir", "--samples-dir"])):
         text = invoke(command, "--help").output
         for option in options:
             assert option in text
-        assert "[default: 128" in text
+    assert "[default: 128" in invoke("train", "--help").output
+    assert "[default: 10000" in invoke("evaluate", "--help").output
 
 
 def test_generate_same_seed_gives_a_byte_identical_png(trained, tmp_path):
@@ -161,3 +165,29 @@ def test_saved_generator_loads_in_a_script_that_never_imports_dcgan(trained, tmp
     assert images.shape == (5, 28, 28, 1) and images.min() >= -1 and images.max() <= 1
     noise = np.random.default_rng(0).uniform(-1, 1, (5, 100)).astype("float32")
     np.testing.assert_allclose(images, load_generator(config.weights_dir)(noise, training=False).numpy(), atol=1e-5)
+
+
+def test_generate_interpolate_writes_a_grid_of_walks_and_a_gif(trained, tmp_path):
+    config, _ = trained
+    output = tmp_path / "walks.png"
+    result = invoke("generate", "--weights-dir", config.weights_dir, "--interpolate", "--walks", 3, "--points", 6,
+                    "--spherical", "--gif", "--seed", 5, "--output", output)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 18 images" in result.output
+    with Image.open(output) as png:
+        assert png.size == (6 * 28, 3 * 28)
+        grid = np.array(png)
+    with Image.open(output.with_suffix(".gif")) as gif:
+        assert gif.n_frames == 2 * 6 - 2  # there and back, the ends not repeated
+        assert gif.size == (2 * 28, 2 * 28)  # the 3 walks side by side, as square as it gets
+        first = np.array(gif.convert("L"))
+    # The first frame shows each walk's first image: the grid's first column.
+    np.testing.assert_allclose(first[:28, :28], grid[:28, :28], atol=8)
+    np.testing.assert_allclose(first[:28, 28:], grid[28:56, :28], atol=8)
+
+
+def test_generate_interpolate_options_need_each_other():
+    result = invoke("generate", "--interpolate", "--nice")
+    assert result.exit_code == 2 and "--nice and --interpolate" in result.output
+    result = invoke("generate", "--walks", 3)
+    assert result.exit_code == 2 and "--walks works only with --interpolate" in result.output

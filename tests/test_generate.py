@@ -57,3 +57,22 @@ def test_missing_or_foreign_weights_folder(tmp_path):
         load_generator(tmp_path / "nothing")
     with pytest.raises(UserError, match="not a dcgan weights folder"):
         load_generator(tmp_path)
+
+
+def test_interpolation_walks_from_one_random_point_to_another(trained):
+    config, _ = trained
+    from dcgan import interpolate
+
+    walks = interpolate(config.weights_dir, walks=3, points=5, seed=2)
+    assert walks.shape == (3, 5, 28, 28, 1)
+    generator = load_generator(config.weights_dir)
+    start, end = np.random.default_rng(2).uniform(-1, 1, (2, 3, 100)).astype(np.float32)
+    np.testing.assert_allclose(walks[:, 0], generator(start, training=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(walks[:, -1], generator(end, training=False).numpy(), atol=1e-5)
+    middle = generator((start + end) / 2, training=False).numpy()
+    np.testing.assert_allclose(walks[:, 2], middle, atol=1e-5)
+
+    spherical = interpolate(config.weights_dir, walks=3, points=5, seed=2, spherical=True)
+    np.testing.assert_allclose(spherical[:, 0], walks[:, 0], atol=1e-5)
+    np.testing.assert_allclose(spherical[:, -1], walks[:, -1], atol=1e-5)
+    assert np.abs(spherical[:, 2] - walks[:, 2]).max() > 1e-3, "the great circle leaves the straight line in between"
