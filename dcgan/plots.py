@@ -143,11 +143,11 @@ def _axes(draw, font, box, x_range, y_range, title):
     left, top, right, bottom = box
     draw.rectangle(box, outline=(120, 120, 120))
     draw.text((left, top - 24), title, fill="black", font=font)
-    for fraction in np.linspace(0, 1, 5):
-        y_value = y_range[0] + fraction * (y_range[1] - y_range[0])
+    for y_value in np.linspace(*y_range, 5):
         _, y = _to_pixels(box, x_range, y_range, [0], [y_value])
         draw.line((left, y[0], right, y[0]), fill=(230, 230, 230))
         draw.text((left - 6, y[0]), f"{y_value:g}", fill="black", font=font, anchor="rm")
-        x_value = x_range[0] + fraction * (x_range[1] - x_range[0])
+    x_step = _nice_ceiling(x_range[1] / 6)
+    for x_value in np.arange(0, x_range[1] + 1e-9, x_step):
         x, _ = _to_pixels(box, x_range, y_range, [x_value], [0])
-        draw.text((x[0], bottom + 4), f"{x_value:.0f}", fill="black", font=font, anchor="ma")
+        draw.text((x[0], bottom + 4), f"{x_value:g}", fill="black", font=font, anchor="ma")
