@@ -23,8 +23,15 @@ def main():
 
 @main.command()
 @click.option("--dataset", default="mnist",
-              help="mnist, mnist-sample (5,000 bundled digits), fashion-mnist, or a path to a .npz (x_train or x), "
-                   "an IDX file or a folder of IDX files. mnist falls back to mnist-sample when it cannot be found or downloaded.")
+              help="mnist, mnist-sample (5,000 bundled digits), fashion-mnist, or a path: a folder of PNG/JPEG images "
+                   "(subfolders included), a .npz (x_train or x), an IDX file or a folder of IDX files. "
+                   "mnist falls back to mnist-sample when it cannot be found or downloaded.")
+@click.option("--image-size", type=POSITIVE, default=None,
+              help="For a folder of images: the square size to resize them to; 16 to 256, a base of 4 to 8 pixels "
+                   "doubled (e.g. 28, 32, 64, 128).  [default: 28]")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
+@click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
 @click.option("--batch-size", type=POSITIVE, default=128, help="Real images per step; the discriminator also sees as many generated ones.")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
@@ -66,7 +73,7 @@ def train(ctx, dry_run, resume, **options):
             given = {name: value for name, value in options.items()
                      if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
             options = {**read_run_info(options["weights_dir"])["config"], "overwrite": False, **given}
-        config = TrainConfig(**options)
+        config = TrainConfig(**{**options, "channels": options["channels"] and int(options["channels"])})
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(config), indent=2))
             return

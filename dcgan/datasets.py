@@ -1,7 +1,7 @@
 """Training images from named datasets and files on disk, and their labels for scoring a generator.
 
-Every loader returns float32 images of shape (N, 28, 28, 1) scaled to [-1, 1],
-the range of the generator's tanh output.
+Every loader returns float32 images of shape (N, H, H, C) scaled to [-1, 1], the range of the
+generator's tanh output: (N, 28, 28, 1) for the named datasets.
 """
 import collections
 import gzip
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.errors import UserError
+from dcgan.image_folders import IN_MEMORY_BYTES, load_image_folder
 
 IMAGE_SHAPE = (28, 28, 1)
 DATASET_NAMES = ("mnist", "mnist-sample", "fashion-mnist")
@@ -28,20 +29,36 @@ def keras_datasets_dir():
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
 
 
-def load_dataset(dataset):
-    """Images for `dataset`: one of DATASET_NAMES, or a path to a .npz, an IDX file or a folder of IDX files."""
+def load_dataset(dataset, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES):
+    """Images for `dataset`: one of DATASET_NAMES, or a path to a .npz, an IDX file, a folder of IDX files
+    or a folder of PNG and JPEG images.
+
+    `image_size`, `channels` and `center_crop` say how to read a folder of images (see
+    image_folders); other data is used as it is stored, so they may only repeat its shape.
+    A folder too big for `memory_limit` bytes comes back as an ImageFolder that reads batches from disk.
+    """
+    path = None if dataset in DATASET_NAMES else _existing_path(dataset)
+    if path and path.is_dir() and not _idx_files(path):
+        return load_image_folder(path, image_size, channels, center_crop, memory_limit)
     if dataset == "mnist":
-        return _load_npz(_mnist_file())
-    if dataset == "mnist-sample":
-        return _load_npz(MNIST_SAMPLE)
-    if dataset == "fashion-mnist":
-        return _load_idx_folder(_fashion_mnist_folder())
-    path = _existing_path(dataset)
-    if path.is_dir():
-        return _load_idx_folder(path)
-    if path.suffix == ".npz":
-        return _load_npz(path)
-    return _to_unit_range(read_idx(path), path)
+        images = _load_npz(_mnist_file())
+    elif dataset == "mnist-sample":
+        images = _load_npz(MNIST_SAMPLE)
+    elif dataset == "fashion-mnist":
+        images = _load_idx_folder(_fashion_mnist_folder())
+    elif path.is_dir():
+        images = _load_idx_folder(path)
+    elif path.suffix == ".npz":
+        images = _load_npz(path)
+    else:
+        images = _to_unit_range(read_idx(path), path)
+    stored = images.shape[1:]
+    if (image_size or stored[0]) != stored[0] or (channels or stored[2]) != stored[2] or center_crop:
+        raise UserError(
+            f"{dataset} holds {stored[0]}x{stored[1]}x{stored[2]} images, used as stored: --image-size, --channels "
+            "and --center-crop apply to folders of PNG or JPEG images; leave them out here"
+        )
+    return images
 
 
 def _mnist_file():
@@ -98,7 +115,7 @@ def load_labelled(dataset):
     if dataset == "fashion-mnist":
         return _labelled_idx_folder(_fashion_mnist_folder())
     path = _existing_path(dataset)
-    if path.is_dir():
+    if path.is_dir() and _idx_files(path):
         return _labelled_idx_folder(path)
     if path.suffix == ".npz":
         return _labelled_npz(path)
@@ -176,8 +193,12 @@ def _load_npz(path):
     raise UserError(f"{path} holds no 'x_train' or 'x' array (found: {found}); save the images under one of those keys")
 
 
+def _idx_files(folder):
+    return sorted(p for p in folder.iterdir() if "idx3-ubyte" in p.name)
+
+
 def _load_idx_folder(folder):
-    files = sorted(p for p in folder.iterdir() if "idx3-ubyte" in p.name)
+    files = _idx_files(folder)
     if not files:
         raise UserError(
             f"no IDX image files (names containing 'idx3-ubyte') in folder {folder}; "
@@ -209,10 +230,10 @@ def read_idx(path):
 def _to_unit_range(images, source):
     if images.ndim == 3:
         images = images[..., np.newaxis]
-    if images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
+    if images.ndim != 4 or len(images) == 0 or images.shape[1] != images.shape[2] or images.shape[3] not in (1, 3):
         raise UserError(
-            f"{source} holds images of shape {images.shape}, but dcgan needs grayscale 28x28 images, "
-            "shape (N, 28, 28) or (N, 28, 28, 1), N > 0"
+            f"{source} holds an array of shape {images.shape}, but dcgan needs square grayscale or colour images: "
+            "shape (N, H, H), (N, H, H, 1) or (N, H, H, 3) with N > 0"
         )
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 127.5 - 1

@@ -1,4 +1,5 @@
-"""The classic Keras DCGAN models, layer for layer, as Sequential models of built-in layers.
+"""The classic Keras DCGAN models, layer for layer, as Sequential models of built-in layers,
+and the same family scaled to other image sizes and to colour.
 
 Built-in layers only, so a saved `generator.keras` loads in any script with
 `keras.saving.load_model` and no dcgan code installed.
@@ -9,46 +10,72 @@ import tensorflow as tf
 from keras import layers
 
 from dcgan.datasets import IMAGE_SHAPE
+from dcgan.errors import UserError
 
 LATENT_DIM = 100
 
 
-def build_generator(latent_dim=LATENT_DIM, synchronized=False):
-    """Uniform noise in [-1, 1]^latent_dim -> 28x28x1 images in [-1, 1].
+def supported_sizes():
+    """Image sizes the scaled models support: base x 2^doublings, base 4..8, at least 2 doublings, up to 256."""
+    return sorted({base * 2**doublings for base in range(4, 9) for doublings in range(2, 7) if base * 2**doublings <= 256})
 
+
+def doublings(size):
+    """How many times the generator doubles its starting map to reach `size` (2 for the classic 28 = 7 x 4).
+
+    The fewest that bring the starting map to 8x8 or less: the classic's dense layer feeds
+    128 x 7 x 7 units, and this keeps it that small at any size.
+    """
+    for count in range(2, 7):
+        if size % 2**count == 0 and 4 <= size // 2**count <= 8:
+            return count
+    sizes = ", ".join(map(str, supported_sizes()))
+    raise UserError(f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)")
+
+
+def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False):
+    """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1].
+
+    At 28x28x1 it is the classic generator exactly. Other sizes start from a smaller or larger
+    map and add an upsampling block for each extra doubling, halving the filters towards the image.
     `synchronized` pools batch-norm statistics across devices when a batch is split across them.
     """
+    size, _, channels = image_shape
+    count = doublings(size)
+    base = size // 2**count
+    blocks = []
+    for filters in [64 * 2**i for i in reversed(range(count - 1))] + [channels]:
+        blocks += [layers.UpSampling2D(2), layers.Conv2D(filters, 5, padding="same"), layers.Activation("tanh")]
     return keras.Sequential(
         [
             keras.Input((latent_dim,)),
             layers.Dense(1024),
             layers.Activation("tanh"),
-            layers.Dense(128 * 7 * 7),
+            layers.Dense(128 * base * base),
             layers.BatchNormalization(synchronized=synchronized),
             layers.Activation("tanh"),
-            layers.Reshape((7, 7, 128)),
-            layers.UpSampling2D(2),
-            layers.Conv2D(64, 5, padding="same"),
-            layers.Activation("tanh"),
-            layers.UpSampling2D(2),
-            layers.Conv2D(IMAGE_SHAPE[-1], 5, padding="same"),
-            layers.Activation("tanh"),
+            layers.Reshape((base, base, 128)),
+            *blocks,
         ],
         name="generator",
     )
 
 
-def build_discriminator():
-    """28x28x1 images -> probability that each image is real."""
+def build_discriminator(image_shape=IMAGE_SHAPE):
+    """Images of `image_shape` -> probability that each image is real.
+
+    At 28x28x1 it is the classic discriminator exactly; other sizes get one convolution and
+    pooling block per doubling, doubling the filters from 64.
+    """
+    blocks = []
+    for index in range(doublings(image_shape[0])):
+        # The classic pads only its first convolution.
+        blocks += [layers.Conv2D(64 * 2**index, 5, padding="same" if index == 0 else "valid"),
+                   layers.Activation("tanh"), layers.MaxPooling2D(2)]
     return keras.Sequential(
         [
-            keras.Input(IMAGE_SHAPE),
-            layers.Conv2D(64, 5, padding="same"),
-            layers.Activation("tanh"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(128, 5),
-            layers.Activation("tanh"),
-            layers.MaxPooling2D(2),
+            keras.Input(tuple(image_shape)),
+            *blocks,
             layers.Flatten(),
             layers.Dense(1024),
             layers.Activation("tanh"),

@@ -1,4 +1,5 @@
 """The training loop: the classic DCGAN step, sample grids, metrics and weight saves."""
+import concurrent.futures
 import contextlib
 import csv
 import dataclasses
@@ -15,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.datasets import load_dataset
+from dcgan.datasets import IMAGE_SHAPE, load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
+from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
-from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
 from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
@@ -30,7 +32,10 @@ from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers
 class TrainConfig:
     """Everything that defines a training run; saved in run.json so the run can be understood and rebuilt."""
 
-    dataset: str = "mnist"  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file or folder
+    dataset: str = "mnist"  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file, or folder of IDX or image files
+    image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
+    channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
+    center_crop: bool = False  # crop a folder's images to their square centre before resizing
     batch_size: int = 128  # real images per step; the discriminator also sees as many generated ones
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
@@ -58,15 +63,16 @@ class Trainer:
     and scales the losses so that small gradients survive. `xla` compiles the step with XLA.
     """
 
-    def __init__(self, lr, seed, latent_dim=LATENT_DIM, devices=None, mixed_precision=False, xla=False):
+    def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False):
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
         self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
-            self.generator = build_generator(latent_dim, synchronized=self.strategy.num_replicas_in_sync > 1)
-            self.discriminator = build_discriminator()
+            self.generator = build_generator(latent_dim, self.image_shape, synchronized=self.strategy.num_replicas_in_sync > 1)
+            self.discriminator = build_discriminator(self.image_shape)
             # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
@@ -178,6 +184,44 @@ def epoch_order(seed, epoch, count):
     return np.random.default_rng([seed, epoch]).permutation(count)
 
 
+class Batches:
+    """The real images of each step: batch i of epoch e, in the order `epoch_order(seed, e)`.
+
+    Images read from disk (an ImageFolder) are read one step ahead, on another thread, while
+    the current step trains.
+    """
+
+    def __init__(self, images, seed, batch_size):
+        self.images = images
+        self.seed = seed
+        self.batch_size = batch_size
+        self.steps_per_epoch = len(images) // batch_size
+        self.reader = concurrent.futures.ThreadPoolExecutor(1) if isinstance(images, ImageFolder) else None
+        self.ahead = None  # (step, future batch)
+        self.orders = {}  # epoch -> its data order
+
+    def __call__(self, step):
+        if self.ahead and self.ahead[0] == step:
+            batch = self.ahead[1].result()
+        else:
+            batch = self.read(step)
+        if self.reader:
+            self.ahead = (step + 1, self.reader.submit(self.read, step + 1))
+        return batch
+
+    def read(self, step):
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = self._order(epoch + 1)
+        return self.images[order[index * self.batch_size : (index + 1) * self.batch_size]]
+
+    def _order(self, epoch):
+        if epoch not in self.orders:
+            # This epoch's and the next: the reader thread may already be one step into the next.
+            self.orders = {e: o for e, o in self.orders.items() if e >= epoch - 1}
+            self.orders[epoch] = epoch_order(self.seed, epoch, len(self.images))
+        return self.orders[epoch]
+
+
 def sample_noise(seed, count, latent_dim=LATENT_DIM):
     """The fixed noise batch behind every sample grid of a run."""
     return np.random.default_rng([seed, 2**31]).uniform(-1, 1, (count, latent_dim)).astype(np.float32)
@@ -189,7 +233,9 @@ def train(config, resume=False):
     With `resume`, continue the run in `config.weights_dir` from its newest snapshot: weights,
     optimizer state, step and epoch, data order and noise all carry on as if it had never stopped.
     """
-    images = load_dataset(config.dataset)
+    if config.image_size:
+        doublings(config.image_size)  # an unsupported size fails now, before a folder is read
+    images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
     if config.batch_size > len(images):
         raise UserError(
             f"batch size {config.batch_size} is larger than the dataset ({len(images)} images); "
@@ -217,7 +263,8 @@ def train(config, resume=False):
     xla = config.xla
     if xla is None:
         xla = bool(tf.config.list_physical_devices("GPU")) and not devices
-    trainer = Trainer(config.lr, config.seed, devices=devices, mixed_precision=config.mixed_precision, xla=xla)
+    trainer = Trainer(config.lr, config.seed, image_shape=images.shape[1:], devices=devices,
+                      mixed_precision=config.mixed_precision, xla=xla)
     steps_per_epoch = len(images) // config.batch_size
     run_info = {
         "config": dataclasses.asdict(config),
@@ -228,9 +275,7 @@ def train(config, resume=False):
     }
     step = 0
     if resume:
-        saved = load_checkpoint(weights_dir, trainer)
-        check_resumable(config, run_info, saved)
-        step = saved["step"]
+        step = load_checkpoint(weights_dir, trainer, check=lambda saved: check_resumable(config, run_info, saved))["step"]
     total_steps = config.epochs * steps_per_epoch
     if config.steps is not None:
         total_steps = min(total_steps, config.steps)
@@ -238,7 +283,8 @@ def train(config, resume=False):
         print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps}; raise --epochs or --steps to train on")
         return trainer
     print(
-        f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images from {config.dataset}: "
+        f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images "
+        f"({'x'.join(map(str, images.shape[1:]))}) from {config.dataset}: "
         f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch); "
         f"weights in {weights_dir}, samples in {samples_dir}"
     )
@@ -263,6 +309,7 @@ def train(config, resume=False):
             events.grid(step, grid)
         return health.after_grid(step, grid)
 
+    batches = Batches(images, config.seed, config.batch_size)
     metrics_path = weights_dir / METRICS_FILE
     elapsed_before = restart_metrics(metrics_path, step)
     start = time.perf_counter() - elapsed_before
@@ -274,11 +321,9 @@ def train(config, resume=False):
                 epoch, index = divmod(step, steps_per_epoch)
                 epoch += 1
                 if progress is None:
-                    order = epoch_order(config.seed, epoch, len(images))
                     epoch_steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
                     progress = Progress(epoch, config.epochs, index, epoch_steps, config.batch_size)
-                batch = images[order[index * config.batch_size : (index + 1) * config.batch_size]]
-                values = {k: float(v) for k, v in trainer.train_step(batch, tf.constant(step, tf.int64)).items()}
+                values = {k: float(v) for k, v in trainer.train_step(batches(step), tf.constant(step, tf.int64)).items()}
                 step += 1
                 for name in ("d_loss", "g_loss"):
                     if not math.isfinite(values[name]):
@@ -343,7 +388,7 @@ def use_threads(count):
         ) from None
 
 
-FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "seed", "sample_count", "mixed_precision")
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "batch_size", "lr", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):

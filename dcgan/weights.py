@@ -86,13 +86,18 @@ def remove_leftovers(folder):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def load_checkpoint(folder, trainer):
-    """Load the newest snapshot in `folder` into `trainer`; return its run info."""
+def load_checkpoint(folder, trainer, check=lambda run_info: None):
+    """Load the newest snapshot in `folder` into `trainer`; return its run info.
+
+    `check(run_info)` runs first, so that a run that cannot be resumed is refused with its reason
+    before weights of another shape fail to load.
+    """
     steps = snapshot_steps(folder)
     if not steps:
         raise UserError(f"{folder} holds no checkpoint to resume from; start a new run without --resume")
     snapshot = Path(folder) / SNAPSHOTS / snapshot_name(steps[-1])
     run_info = read_run_info(snapshot)
+    check(run_info)
     for name, model in trainer.models().items():
         _load_weights(model, snapshot / f"{name}.weights.h5")
     with np.load(snapshot / OPTIMIZERS_FILE) as saved:
@@ -121,7 +126,7 @@ def load_generator(weights_dir="weights"):
     from dcgan.models import build_generator  # Keras loads only when a model is needed: reading a run stays quick
 
     run_info = read_run_info(weights_dir)
-    generator = build_generator(run_info["latent_dim"])
+    generator = build_generator(run_info["latent_dim"], run_info["image_shape"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
     return generator
 
@@ -130,8 +135,7 @@ def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> probability of being real."""
     from dcgan.models import build_discriminator
 
-    read_run_info(weights_dir)
-    discriminator = build_discriminator()
+    discriminator = build_discriminator(read_run_info(weights_dir)["image_shape"])
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
     return discriminator
 

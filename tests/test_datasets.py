@@ -112,13 +112,14 @@ def test_fashion_mnist_from_debian(tmp_path, monkeypatch):
     [
         (lambda d: "no-such-dataset", "neither a known name"),
         (lambda d: str(d / "missing.npz"), "neither a known name"),
-        (lambda d: np.savez(d / "rgb.npz", x=np.zeros((3, 32, 32, 3), np.uint8)) or str(d / "rgb.npz"), r"shape \(3, 32, 32, 3\)"),
+        (lambda d: np.savez(d / "oblong.npz", x=np.zeros((3, 32, 30, 3), np.uint8)) or str(d / "oblong.npz"), r"shape \(3, 32, 30, 3\)"),
+        (lambda d: np.savez(d / "rgba.npz", x=np.zeros((3, 32, 32, 4), np.uint8)) or str(d / "rgba.npz"), r"shape \(3, 32, 32, 4\)"),
         (lambda d: np.savez(d / "keys.npz", images=np.zeros((3, 28, 28))) or str(d / "keys.npz"), "no 'x_train' or 'x' array"),
         (lambda d: (d / "bad.npz").write_text("not a zip") and str(d / "bad.npz"), "cannot read"),
         (lambda d: (d / "bad-idx3-ubyte").write_bytes(b"\x89PNG....") and str(d / "bad-idx3-ubyte"), "not an IDX file"),
         (lambda d: (d / "bad.gz").write_bytes(b"not gzip") and str(d / "bad.gz"), "cannot read"),
         (lambda d: truncated_idx(d / "cut-idx3-ubyte"), "truncated"),
-        (lambda d: (d / "empty").mkdir() or str(d / "empty"), "no IDX image files"),
+        (lambda d: (d / "empty").mkdir() or str(d / "empty"), "no PNG or JPEG images nor IDX files in folder"),
         (lambda d: np.savez(d / "range.npz", x=np.full((2, 28, 28), 300.0)) or str(d / "range.npz"), "values from 300"),
     ],
 )

@@ -140,8 +140,12 @@ def test_evaluate_errors_are_one_line(trained, tmp_path, classifier_cache):
         assert "Traceback" not in result.stderr and message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
-def test_unlabelled_idx_file_is_refused_with_a_way_out(tmp_path):
+def test_unlabelled_data_is_refused_with_a_way_out(tmp_path):
     path = tmp_path / "images-idx3-ubyte"
     path.write_bytes(b"\0\0\x08\x03" + (1).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(784))
     with pytest.raises(UserError, match="without labels"):
         load_labelled(str(path))
+    (tmp_path / "pictures").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "pictures" / "a.png")
+    with pytest.raises(UserError, match="without labels; scoring needs labels"):
+        load_labelled(str(tmp_path / "pictures"))

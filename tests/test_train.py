@@ -82,7 +82,7 @@ def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
     dcgan.train(config)
     run = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert (run["step"], run["epoch"], run["steps_per_epoch"]) == (12, 3, 5)
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "samples").glob("fakes_*.png")) == [
         "fakes_epoch0001_step0000005.png", "fakes_epoch0002_step0000010.png", "fakes_epoch0003_step0000012.png",
     ]
     from dcgan.training import epoch_order

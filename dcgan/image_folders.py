@@ -1,0 +1,125 @@
+"""Training on a folder of your own PNG and JPEG images, decoded and resized with Pillow.
+
+A folder whose images fit in IN_MEMORY_BYTES (as float32, after resizing) is decoded once and
+held in memory; a bigger one is read from disk a batch at a time (see ImageFolder).
+"""
+import concurrent.futures
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dcgan.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow modes without colour
+IN_MEMORY_BYTES = 2 * 2**30  # folders up to 2 GiB of float32 pixels are held in memory
+DEFAULT_SIZE = 28
+DECODING_THREADS = 4  # Pillow releases the GIL while it decodes and resizes
+
+
+def image_files(folder):
+    """The PNG and JPEG files under `folder`, subfolders included, in a fixed order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image_folder(folder, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES):
+    """The images under `folder` as float32 (N, size, size, channels) in [-1, 1]: an array, or an ImageFolder if too big.
+
+    Unreadable files are skipped, with a count on stderr. `channels` defaults to 1 when every image
+    is grayscale, else 3. Images must be square unless `center_crop`, and at least `image_size`.
+    """
+    folder = Path(folder)
+    files = image_files(folder)
+    if not files:
+        raise UserError(f"no PNG or JPEG images nor IDX files in folder {folder} (subfolders included); "
+                        "put your images there, or pass a .npz, an IDX file or a dataset name")
+    sizes, modes, readable, skipped = [], set(), [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size)
+                modes.add(image.mode)
+            readable.append(path)
+        except (UnidentifiedImageError, OSError) as error:
+            skipped.append((path, error))
+    if not readable:
+        raise UserError(f"none of the {len(files)} image files in {folder} could be read "
+                        f"(e.g. {skipped[0][0]}: {_reason(skipped[0][1])}); check that they are PNG or JPEG images")
+    if skipped:
+        print(f"Skipping {len(skipped)} of {len(files)} image files in {folder} that cannot be read, "
+              f"e.g. {skipped[0][0]} ({_reason(skipped[0][1])})", file=sys.stderr)
+    image_size = image_size or DEFAULT_SIZE
+    channels = channels or (1 if modes <= set(GRAY_MODES) else 3)
+    _check_sizes(readable, sizes, image_size, center_crop)
+    images = ImageFolder(readable, image_size, channels, center_crop)
+    if images.nbytes > memory_limit:
+        print(f"{folder}: {len(images)} images of {image_size}x{image_size}x{channels} take "
+              f"{images.nbytes / 2**30:.1f} GiB, more than the {memory_limit / 2**30:.1f} GiB held in memory; "
+              "reading them from disk a batch at a time", file=sys.stderr)
+        return images
+    return images[np.arange(len(images))]
+
+
+def _reason(error):
+    return str(error).split(":")[0] if isinstance(error, UnidentifiedImageError) else (error.strerror or str(error))
+
+
+def _check_sizes(files, sizes, image_size, center_crop):
+    widths, heights = np.array(sizes).T
+    if not center_crop:
+        oblong = np.flatnonzero(widths != heights)
+        if len(oblong):
+            first = oblong[0]
+            raise UserError(
+                f"{len(oblong)} of {len(files)} images are not square (e.g. {files[first]} is {widths[first]}x{heights[first]}); "
+                "pass --center-crop to train on their square centres, or crop them yourself"
+            )
+    small = np.flatnonzero(np.minimum(widths, heights) < image_size)
+    if len(small):
+        first = small[0]
+        raise UserError(
+            f"{len(small)} of {len(files)} images are smaller than --image-size {image_size} "
+            f"(e.g. {files[first]} is {widths[first]}x{heights[first]}); pass a smaller --image-size or remove them"
+        )
+
+
+class ImageFolder:
+    """Image files read as an array: `folder[indices]` decodes, crops and resizes just those images.
+
+    It has the array's `shape`, `len` and `nbytes` (as float32), so training can index it
+    like the in-memory images.
+    """
+
+    def __init__(self, files, image_size, channels, center_crop):
+        self.files = list(files)
+        self.image_size = image_size
+        self.channels = channels
+        self.center_crop = center_crop
+        self.shape = (len(self.files), image_size, image_size, channels)
+        self.nbytes = 4 * int(np.prod(self.shape))
+        self._threads = concurrent.futures.ThreadPoolExecutor(DECODING_THREADS)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, indices):
+        pixels = list(self._threads.map(self._read, np.asarray(indices)))
+        return np.stack(pixels).astype(np.float32) / 127.5 - 1
+
+    def _read(self, index):
+        path = self.files[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if self.channels == 1 else "RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise UserError(f"cannot read {path} any more ({_reason(error)}); it changed while training") from None
+        if self.center_crop:
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+        if image.size != (self.image_size, self.image_size):
+            image = image.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+        pixels = np.asarray(image)
+        return pixels[..., np.newaxis] if self.channels == 1 else pixels
