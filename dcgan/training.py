@@ -23,9 +23,8 @@ from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
-from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
+from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
-
 
 
 @dataclasses.dataclass
@@ -366,14 +365,15 @@ def train(config, resume=False):
             if events:
                 events.close()
     print(f"Done: step {step} after {time.perf_counter() - start:.0f} s of training; weights in {weights_dir}; "
-          f"curves and animation in {samples_dir / CURVES_FILE} and {samples_dir / ANIMATION_FILE}")
+          f"grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}")
     return trainer
 
 
 def draw_run_pictures(weights_dir, samples_dir):
-    """The training curves and the animation of the sample grids, as they stand."""
+    """The training curves and, once there are sample grids, their animation, as they stand."""
     plot_curves(Path(weights_dir) / METRICS_FILE, Path(samples_dir) / CURVES_FILE)
-    animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
+    if grid_files(samples_dir):
+        animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
 
 
 def use_threads(count):

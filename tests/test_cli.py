@@ -45,9 +45,9 @@ def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
 
 
 def test_train_rejects_wrong_shapes_and_unreadable_files(tmp_path):
-    np.savez(tmp_path / "colour.npz", x_train=np.zeros((5, 32, 32, 3), np.uint8))
+    np.savez(tmp_path / "oblong.npz", x_train=np.zeros((5, 32, 30, 3), np.uint8))
     (tmp_path / "broken-idx3-ubyte.gz").write_bytes(b"this is not gzip")
-    for dataset, message in ((tmp_path / "colour.npz", "shape (5, 32, 32, 3)"), (tmp_path / "broken-idx3-ubyte.gz", "cannot read")):
+    for dataset, message in ((tmp_path / "oblong.npz", "shape (5, 32, 30, 3)"), (tmp_path / "broken-idx3-ubyte.gz", "cannot read")):
         assert_one_line_error(invoke("train", "--dataset", dataset, "--weights-dir", tmp_path / "w"), message)
 
 

@@ -114,7 +114,7 @@ def test_supported_sizes_cover_the_common_ones():
     assert 30 not in supported_sizes() and 512 not in supported_sizes()
 
 
-@pytest.mark.parametrize("size, colour", [(32, False), (64, True)])
+@pytest.mark.parametrize("size, colour", [(32, False), (32, True), (64, False), (64, True)])
 def test_training_on_a_folder_writes_grids_weights_and_reloads(tmp_path, size, colour):
     data = make_folder(tmp_path / "pictures", count=8, size=size + 8, colour=colour)
     config = tiny_config(tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=3, sample_every=2, save_every=2)

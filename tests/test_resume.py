@@ -139,6 +139,8 @@ def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, sign
     assert "dcgan train --resume --weights-dir weights" in err and "Traceback" not in err
     assert snapshot_steps(tmp_path / "weights") == [stopped_at]
     assert logged_steps(tmp_path) == stopped_at
+    # Stopped before its first sample grid: the curves are drawn, the animation waits for grids.
+    assert (tmp_path / "samples" / "curves.png").exists() and not (tmp_path / "samples" / "fakes.gif").exists()
 
     resumed = start_training(tmp_path, "--resume", "--steps", stopped_at + 2)
     out, err = resumed.communicate(timeout=180)
