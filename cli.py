@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-# Quiets TensorFlow's C++ log once it is running (its first lines at load time only obey the
-# variable when it is set in the shell); a user's own setting wins.
+# Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
+# loads whatever this says); a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # dcgan is imported inside the commands: it imports TensorFlow, which `--help` should not wait for.
@@ -45,7 +45,7 @@ def main():
 @click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --weights-dir from its newest snapshot. Its other settings are kept; "
-                   "--epochs, --steps, cadences, --keep and --samples-dir may be changed.")
+                   "--epochs, --steps, cadences, --keep, --samples-dir and --logdir may be changed.")
 @click.option("--threads", type=POSITIVE, default=None, help="CPU threads for TensorFlow's ops.  [default: every core]")
 @click.option("--devices", default=None,
               help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
