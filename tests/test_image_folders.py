@@ -1,6 +1,5 @@
 """Training on folders of your own images: grayscale and colour, two sizes, streamed or in memory."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from PIL import Image
 import dcgan
 from dcgan import UserError, generate, load_discriminator, load_generator
 from dcgan.datasets import load_dataset
-from dcgan.image_folders import ImageFolder, load_image_folder
+from dcgan.image_folders import ImageFolder
 from dcgan.models import build_discriminator, build_generator, supported_sizes
 from dcgan.training import Batches
 
