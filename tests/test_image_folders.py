@@ -1,4 +1,5 @@
 """Training on folders of your own images: grayscale and colour, two sizes, streamed or in memory."""
+import functools
 import json
 
 import numpy as np
@@ -148,3 +149,13 @@ def test_train_command_on_a_colour_folder(tmp_path):
         assert png.mode == "RGB" and png.size == (2 * 32, 2 * 32)
     bad = run_dcgan("train", "--dataset", "pictures", "--channels", 2, cwd=tmp_path)
     assert bad.returncode == 2 and "'2' is not one of '1', '3'" in bad.stderr
+
+
+def test_training_from_disk_gives_the_same_weights_as_from_memory(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "pictures", count=8, size=32)
+    in_memory = dcgan.train(tiny_config(tmp_path / "memory", dataset=str(data), image_size=32, batch_size=4, steps=3))
+    reading = functools.partial(load_dataset, memory_limit=1)  # as if the folder were too big for memory
+    monkeypatch.setattr(dcgan.training, "load_dataset", reading)
+    from_disk = dcgan.train(tiny_config(tmp_path / "disk", dataset=str(data), image_size=32, batch_size=4, steps=3))
+    for a, b in zip(in_memory.generator.get_weights(), from_disk.generator.get_weights()):
+        np.testing.assert_array_equal(a, b)
