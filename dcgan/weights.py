@@ -108,8 +108,8 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
 
 
 def read_run_info(folder):
-    """The contents of `run.json` in the weights folder (or snapshot folder) `folder`."""
-    folder = Path(folder)
+    """The contents of `run.json` in the weights folder (or snapshot folder) `folder`, see `complete_folder`."""
+    folder = complete_folder(folder)
     if not folder.is_dir():
         raise UserError(f"weights folder {folder} does not exist; train first (dcgan train --weights-dir {folder}) or pass --weights-dir")
     path = folder / RUN_FILE
@@ -121,10 +121,24 @@ def read_run_info(folder):
         raise UserError(f"cannot read {path} ({error}); it may be damaged") from None
 
 
+def complete_folder(weights_dir):
+    """`weights_dir`, or its newest snapshot while it has one but not yet its own run.json.
+
+    That happens when a run is stopped during its first save, after the snapshot was renamed
+    into place and before the latest files beside it were written.
+    """
+    weights_dir = Path(weights_dir)
+    steps = snapshot_steps(weights_dir)
+    if not (weights_dir / RUN_FILE).exists() and steps:
+        return weights_dir / SNAPSHOTS / snapshot_name(steps[-1])
+    return weights_dir
+
+
 def load_generator(weights_dir="weights"):
     """The trained generator from a weights folder, as a ready Keras model: noise (N, latent_dim) -> images in [-1, 1]."""
     from dcgan.models import build_generator  # Keras loads only when a model is needed: reading a run stays quick
 
+    weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
     generator = build_generator(run_info["latent_dim"], run_info["image_shape"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
@@ -135,6 +149,7 @@ def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> probability of being real."""
     from dcgan.models import build_discriminator
 
+    weights_dir = complete_folder(weights_dir)
     discriminator = build_discriminator(read_run_info(weights_dir)["image_shape"])
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
     return discriminator

@@ -17,7 +17,7 @@ import dcgan
 from dcgan import Trainer, UserError, load_generator
 from dcgan.weights import load_checkpoint, snapshot_steps
 
-from conftest import tiny_config
+from conftest import run_dcgan, tiny_config
 
 
 def metrics_rows(weights_dir):
@@ -197,3 +197,23 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_s
     assert snapshot_steps(tmp_path / "weights") == [2]
     assert (tmp_path / "weights" / "snapshots" / "step0000002" / "generator.weights.h5").read_bytes() == before
     assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")]
+
+
+def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, tmp_path):
+    config, _ = trained
+    weights = tmp_path / "weights"
+    (weights / "snapshots").mkdir(parents=True)
+    shutil.copytree(Path(config.weights_dir) / "snapshots" / "step0000004", weights / "snapshots" / "step0000004")
+    # As if killed after the snapshot was renamed into place, before the latest files beside it.
+    assert not (weights / "run.json").exists()
+    from dcgan.weights import read_run_info
+
+    assert read_run_info(weights)["step"] == 4
+    snapshot_generator = load_generator(Path(config.weights_dir) / "snapshots" / "step0000004")
+    for a, b in zip(load_generator(weights).get_weights(), snapshot_generator.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Its own samples and logs folders: the saved settings point into the shared `trained` run.
+    resumed = run_dcgan("train", "--resume", "--weights-dir", weights, "--samples-dir", tmp_path / "samples",
+                        "--logdir", tmp_path / "logs", "--steps", 5, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming at step 4" in resumed.stdout and read_run_info(weights)["step"] == 5
