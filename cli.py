@@ -82,9 +82,9 @@ def train(ctx, dry_run, resume, **options):
 
 def weights_folder(weights_dir, snapshot):
     """The folder to load from: the run's latest weights, or one of its snapshots."""
-    from dcgan.weights import SNAPSHOTS, snapshot_name
+    from dcgan.weights import snapshot_folder
 
-    return Path(weights_dir) / SNAPSHOTS / snapshot_name(snapshot) if snapshot is not None else Path(weights_dir)
+    return snapshot_folder(weights_dir, snapshot) if snapshot is not None else Path(weights_dir)
 
 
 WEIGHTS_DIR = click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
@@ -112,7 +112,7 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
     """Draw images from a trained generator into one tiled PNG."""
     from dcgan import generate as generate_images, interpolate as interpolate_images, save_grid
     from dcgan.files import writable_folder
-    from dcgan.images import save_animation, to_picture
+    from dcgan.generation import save_walks
 
     given = {name for name in ("walks", "points", "spherical", "gif")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
@@ -129,11 +129,7 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
         folder = weights_folder(weights_dir, snapshot)
         if interpolate:
             images = interpolate_images(folder, walks, points, seed, spherical)
-            save_grid(images.reshape(-1, *images.shape[2:]), output, columns=points)
-            if gif:
-                # One frame per point along the walks, there and back, every walk in the same frame.
-                frames = [to_picture(images[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
-                save_animation(frames, output.with_suffix(".gif"), frame_seconds=0.15)
+            save_walks(images, output, gif)
             count = images.shape[0] * images.shape[1]
         else:
             images, _ = generate_images(folder, batch_size, seed, nice_factor if nice else None)

@@ -126,11 +126,7 @@ def load_labelled(dataset):
 
 
 def _labelled_npz(path):
-    try:
-        with np.load(path) as arrays:
-            found = {key: arrays[key] for key in arrays.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise UserError(f"cannot read {path} as a .npz file ({error}); check the file or rebuild it") from None
+    found, names = _read_npz(path, ("x_train", "y_train", "x_test", "y_test", "x", "y"))
     for images, labels in (("x_train", "y_train"), ("x", "y")):
         if images in found and labels in found:
             train = (_to_unit_range(found[images], path), _labels(found[labels], len(found[images]), path))
@@ -139,7 +135,7 @@ def _labelled_npz(path):
                 return Labelled(*train, *test)
             return _hold_out(*train)
     raise UserError(
-        f"{path} holds no labelled images (found: {', '.join(found) or 'nothing'}); "
+        f"{path} holds no labelled images (found: {', '.join(names) or 'nothing'}); "
         "save them as x and y, or x_train and y_train (with x_test and y_test if you have a held-out set)"
     )
 
@@ -181,16 +177,22 @@ def _hold_out(images, labels, fraction=0.2):
     return Labelled(images[~held_out], labels[~held_out], images[held_out], labels[held_out])
 
 
-def _load_npz(path):
+def _read_npz(path, keys):
+    """The arrays named in `keys` that the .npz at `path` holds (only those are read), and the names of all it holds."""
     try:
         with np.load(path) as arrays:
-            for key in ("x_train", "x"):
-                if key in arrays:
-                    return _to_unit_range(arrays[key], path)
-            found = ", ".join(arrays.files) or "nothing"
+            return {key: arrays[key] for key in keys if key in arrays.files}, arrays.files
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise UserError(f"cannot read {path} as a .npz file ({error}); check the file or rebuild it") from None
-    raise UserError(f"{path} holds no 'x_train' or 'x' array (found: {found}); save the images under one of those keys")
+
+
+def _load_npz(path):
+    found, names = _read_npz(path, ("x_train", "x"))
+    for key in ("x_train", "x"):
+        if key in found:
+            return _to_unit_range(found[key], path)
+    raise UserError(f"{path} holds no 'x_train' or 'x' array (found: {', '.join(names) or 'nothing'}); "
+                    "save the images under one of those keys")
 
 
 def _idx_files(folder):

@@ -65,12 +65,9 @@ class Classifier:
         self.info = info  # held-out accuracy, image counts, where it is cached
         self.both = keras.Model(model.inputs[0], [model.get_layer("features").output, model.outputs[0]])
 
-    def __call__(self, images, batch_size=500):
-        features, probabilities = zip(*(
-            [part.numpy() for part in self.both(images[start : start + batch_size], training=False)]
-            for start in range(0, len(images), batch_size)
-        ))
-        return np.concatenate(features).astype(np.float64), np.concatenate(probabilities)
+    def __call__(self, images):
+        features, probabilities = self.both.predict(images, batch_size=500, verbose=0)
+        return features.astype(np.float64), probabilities
 
 
 def load_classifier(dataset, data, cache_dir=None, log=print):

@@ -1,15 +1,12 @@
 """Drawing images from a trained generator: plain, the best the discriminator sees, or walks through its latent space."""
+from pathlib import Path
+
 import numpy as np
 
+from dcgan.images import save_animation, save_grid, to_picture
 from dcgan.weights import load_discriminator, load_generator
 
 BATCH = 500  # images per forward pass: bounds memory whatever the count
-
-
-def in_batches(model, inputs):
-    """`model` in inference mode over `inputs`, a batch at a time, as one NumPy array."""
-    return np.concatenate([model(inputs[start : start + BATCH], training=False).numpy()
-                           for start in range(0, len(inputs), BATCH)])
 
 
 def generate(weights_dir="weights", count=128, seed=0, nice_factor=None):
@@ -21,10 +18,10 @@ def generate(weights_dir="weights", count=128, seed=0, nice_factor=None):
     """
     generator = load_generator(weights_dir)
     noise = np.random.default_rng(seed).uniform(-1, 1, (count * (nice_factor or 1), generator.input_shape[-1]))
-    images = in_batches(generator, noise.astype(np.float32))
+    images = generator.predict(noise.astype(np.float32), batch_size=BATCH, verbose=0)
     if not nice_factor:
         return images, None
-    scores = in_batches(load_discriminator(weights_dir), images)[:, 0]
+    scores = load_discriminator(weights_dir).predict(images, batch_size=BATCH, verbose=0)[:, 0]
     best = np.argsort(-scores, kind="stable")[:count]
     return images[best], scores[best]
 
@@ -47,5 +44,15 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
         noise = (np.sin((1 - fractions) * angle) * start[:, None] + np.sin(fractions * angle) * end[:, None]) / sine
     else:
         noise = (1 - fractions) * start[:, None] + fractions * end[:, None]
-    images = in_batches(generator, noise.reshape(walks * points, -1).astype(np.float32))
+    images = generator.predict(noise.reshape(walks * points, -1).astype(np.float32), batch_size=BATCH, verbose=0)
     return images.reshape(walks, points, *images.shape[1:])
+
+
+def save_walks(walks, path, gif=False):
+    """`interpolate`'s walks as a PNG grid, a row per walk; with `gif`, also an animation beside it
+    (same name, .gif) with one frame per point, there and back, every walk in each frame."""
+    save_grid(walks.reshape(-1, *walks.shape[2:]), path, columns=walks.shape[1])
+    if gif:
+        points = walks.shape[1]
+        frames = [to_picture(walks[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
+        save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15)

@@ -24,7 +24,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.weights import RUN_FILE, SNAPSHOTS, load_checkpoint, remove_leftovers, save_checkpoint
+from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 
 @dataclasses.dataclass
@@ -66,12 +66,11 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.latent_dim = latent_dim
-        self.image_shape = tuple(image_shape)
         self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
-            self.generator = build_generator(latent_dim, self.image_shape, synchronized=self.strategy.num_replicas_in_sync > 1)
-            self.discriminator = build_discriminator(self.image_shape)
+            self.generator = build_generator(latent_dim, image_shape, synchronized=self.strategy.num_replicas_in_sync > 1)
+            self.discriminator = build_discriminator(image_shape)
             # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
@@ -251,7 +250,7 @@ def train(config, resume=False):
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
     remove_leftovers(weights_dir)
-    if (weights_dir / RUN_FILE).exists() and not (config.overwrite or resume):
+    if (complete_folder(weights_dir) / RUN_FILE).exists() and not (config.overwrite or resume):
         raise UserError(
             f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to replace it, "
             "or choose another folder with --weights-dir"

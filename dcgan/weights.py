@@ -43,6 +43,10 @@ def snapshot_name(step):
     return f"step{step:07d}"
 
 
+def snapshot_folder(weights_dir, step):
+    return Path(weights_dir) / SNAPSHOTS / snapshot_name(step)
+
+
 def snapshot_steps(folder):
     """Steps of the complete snapshots in the weights folder `folder`, oldest first."""
     snapshots = Path(folder) / SNAPSHOTS
@@ -95,7 +99,7 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
     steps = snapshot_steps(folder)
     if not steps:
         raise UserError(f"{folder} holds no checkpoint to resume from; start a new run without --resume")
-    snapshot = Path(folder) / SNAPSHOTS / snapshot_name(steps[-1])
+    snapshot = snapshot_folder(folder, steps[-1])
     run_info = read_run_info(snapshot)
     check(run_info)
     for name, model in trainer.models().items():
@@ -130,7 +134,7 @@ def complete_folder(weights_dir):
     weights_dir = Path(weights_dir)
     steps = snapshot_steps(weights_dir)
     if not (weights_dir / RUN_FILE).exists() and steps:
-        return weights_dir / SNAPSHOTS / snapshot_name(steps[-1])
+        return snapshot_folder(weights_dir, steps[-1])
     return weights_dir
 
 
