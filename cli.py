@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, OPTIMIZERS, PRESETS, preset_defaults
+
 # Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
 # loads whatever this says); a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,10 +34,31 @@ def main():
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
-@click.option("--batch-size", type=POSITIVE, default=128, help="Real images per step; the discriminator also sees as many generated ones.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
+              help="Training settings to start from; the options below override them. fast: LeakyReLU, Adam and "
+                   "a weight average; real-looking digits within minutes on a CPU. classic: the classic keras-dcgan "
+                   "algorithm exactly (tanh, SGD with Nesterov momentum). The README compares them.")
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+              help="Both models' hidden activations: leaky_relu (slope 0.2, as in the DCGAN paper) or tanh (the "
+                   "classic's). The layers are otherwise the classic models'; the images still come out of a tanh.  "
+                   f"[default: {preset_defaults('activation')}]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help="Both players' optimizer: adam (beta1 0.5, as in the DCGAN paper) or sgd (Nesterov momentum 0.9, "
+                   f"the classic's).  [default: {preset_defaults('optimizer')}]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help=f"Learning rate of both optimizers.  [default: {preset_defaults('lr')}]")
+@click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Keep an exponential moving average of the generator's weights with this decay (0.999 averages over "
+                   "about the last 1,000 steps, or the last tenth of a shorter run). The average draws the sample grids and is the generator that is saved "
+                   "and loaded; it wobbles less than the trained weights. 0 turns it off.  "
+                   f"[default: {preset_defaults('ema')}]")
+@click.option("--batch-size", type=POSITIVE, default=None,
+              help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.0005, help="Learning rate of both SGD optimizers (Nesterov momentum 0.9).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many minutes of training in all, if that comes first; a resumed run counts its "
+                   "earlier minutes. The stop saves weights and a grid like any other end.  [default: no limit]")
 @click.option("--seed", type=int, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
 @click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
@@ -65,15 +88,18 @@ def train(ctx, dry_run, resume, **options):
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
     from dcgan import TrainConfig, train as run_training
+    from dcgan.training import saved_config
     from dcgan.weights import read_run_info
 
+    options["channels"] = options["channels"] and int(options["channels"])
     with user_errors():
         if resume:
             # The saved run's settings, overridden only by the options given on this command line.
             given = {name: value for name, value in options.items()
                      if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
-            options = {**read_run_info(options["weights_dir"])["config"], "overwrite": False, **given}
-        config = TrainConfig(**{**options, "channels": options["channels"] and int(options["channels"])})
+            config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), "overwrite": False, **given})
+        else:
+            config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None})
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(config), indent=2))
             return

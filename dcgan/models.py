@@ -11,8 +11,18 @@ from keras import layers
 
 from dcgan.datasets import IMAGE_SHAPE
 from dcgan.errors import UserError
+from dcgan.presets import ACTIVATIONS
 
 LATENT_DIM = 100
+
+
+def hidden_activation(name):
+    """The layer after each hidden layer: the classic's tanh, or LeakyReLU with slope 0.2 as in the DCGAN paper."""
+    if name == "tanh":
+        return layers.Activation("tanh")
+    if name == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=0.2)
+    raise UserError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
 def supported_sizes():
@@ -33,10 +43,11 @@ def doublings(size):
     raise UserError(f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)")
 
 
-def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False):
+def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh"):
     """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1].
 
-    At 28x28x1 it is the classic generator exactly. Other sizes start from a smaller or larger
+    At 28x28x1 it is the classic generator exactly; `activation` may replace its hidden tanh
+    layers (the output stays tanh). Other sizes start from a smaller or larger
     map and add an upsampling block for each extra doubling, halving the filters towards the image.
     `synchronized` pools batch-norm statistics across devices when a batch is split across them.
     """
@@ -44,41 +55,45 @@ def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized
     count = doublings(size)
     base = size // 2**count
     blocks = []
-    for filters in [64 * 2**i for i in reversed(range(count - 1))] + [channels]:
-        blocks += [layers.UpSampling2D(2), layers.Conv2D(filters, 5, padding="same"), layers.Activation("tanh")]
+    for filters in [64 * 2**i for i in reversed(range(count - 1))]:
+        blocks += [layers.UpSampling2D(2), layers.Conv2D(filters, 5, padding="same"), hidden_activation(activation)]
     return keras.Sequential(
         [
             keras.Input((latent_dim,)),
             layers.Dense(1024),
-            layers.Activation("tanh"),
+            hidden_activation(activation),
             layers.Dense(128 * base * base),
             layers.BatchNormalization(synchronized=synchronized),
-            layers.Activation("tanh"),
+            hidden_activation(activation),
             layers.Reshape((base, base, 128)),
             *blocks,
+            layers.UpSampling2D(2),
+            layers.Conv2D(channels, 5, padding="same"),
+            layers.Activation("tanh"),
         ],
         name="generator",
     )
 
 
-def build_discriminator(image_shape=IMAGE_SHAPE):
+def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh"):
     """Images of `image_shape` -> probability that each image is real.
 
-    At 28x28x1 it is the classic discriminator exactly; other sizes get one convolution and
+    At 28x28x1 it is the classic discriminator exactly; `activation` may replace its hidden tanh
+    layers. Other sizes get one convolution and
     pooling block per doubling, doubling the filters from 64.
     """
     blocks = []
     for index in range(doublings(image_shape[0])):
         # The classic pads only its first convolution.
         blocks += [layers.Conv2D(64 * 2**index, 5, padding="same" if index == 0 else "valid"),
-                   layers.Activation("tanh"), layers.MaxPooling2D(2)]
+                   hidden_activation(activation), layers.MaxPooling2D(2)]
     return keras.Sequential(
         [
             keras.Input(tuple(image_shape)),
             *blocks,
             layers.Flatten(),
             layers.Dense(1024),
-            layers.Activation("tanh"),
+            hidden_activation(activation),
             layers.Dense(1),
             layers.Activation("sigmoid", dtype="float32"),  # float32 even under mixed precision, for a stable loss
         ],

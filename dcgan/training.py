@@ -1,4 +1,4 @@
-"""The training loop: the classic DCGAN step, sample grids, metrics and weight saves."""
+"""The training loop: the DCGAN step, sample grids, metrics and weight saves."""
 import concurrent.futures
 import contextlib
 import csv
@@ -24,6 +24,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
+from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 
@@ -35,10 +36,15 @@ class TrainConfig:
     image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
     channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
-    batch_size: int = 128  # real images per step; the discriminator also sees as many generated ones
+    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings down to ema came from
+    activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
+    optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
+    lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # learning rate of both optimizers
+    ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
+    batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
-    lr: float = 0.0005  # learning rate of both SGD optimizers (Nesterov momentum 0.9)
+    minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
     seed: int = 0  # seeds the initial weights, the data order, the training noise and the sample noise
     weights_dir: str = "weights"  # weights, run.json and metrics.csv
     samples_dir: str = "samples"  # sample grid PNGs
@@ -53,40 +59,70 @@ class TrainConfig:
     xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
     logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
 
+    @classmethod
+    def from_preset(cls, preset=DEFAULT_PRESET, **settings):
+        """The preset's settings, then `settings` over them."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        return cls(preset=preset, **{**PRESETS[preset], **settings})
+
 
 class Trainer:
     """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step.
 
+    Its defaults are the classic algorithm. `activation` ("tanh" or "leaky_relu") is both models'
+    hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers.
+    With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
+    weights with that decay; it draws the samples and is what gets saved as the generator.
     `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
     `mixed_precision` computes in float16 with float32 weights, discriminator output and loss,
     and scales the losses so that small gradients survive. `xla` compiles the step with XLA.
     """
 
-    def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False):
+    def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
+                 optimizer="sgd", ema=0.0, activation="tanh"):
         keras.utils.set_random_seed(seed)
         self.seed = seed
+        self.ema = ema
         self.latent_dim = latent_dim
         self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
-            self.generator = build_generator(latent_dim, image_shape, synchronized=self.strategy.num_replicas_in_sync > 1)
-            self.discriminator = build_discriminator(image_shape)
+            synchronized = self.strategy.num_replicas_in_sync > 1
+            self.generator = build_generator(latent_dim, image_shape, synchronized, activation)
+            self.discriminator = build_discriminator(image_shape, activation)
             # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
             self.generator_variables = list(self.d_on_g.trainable_variables)
-            self.d_optimizer = classic_optimizer(lr, mixed_precision)
-            self.g_optimizer = classic_optimizer(lr, mixed_precision)
+            self.d_optimizer = make_optimizer(optimizer, lr, mixed_precision)
+            self.g_optimizer = make_optimizer(optimizer, lr, mixed_precision)
             self.d_optimizer.build(self.discriminator_variables)
             self.g_optimizer.build(self.generator_variables)
+            self.average_generator = None
+            if ema:
+                self.average_generator = build_generator(latent_dim, image_shape, synchronized, activation)
+                self.average_generator.set_weights(self.generator.get_weights())
         self.discriminator_step = tf.function(self._discriminator_step)
         self.generator_step = tf.function(self._generator_step)
         self.train_step = tf.function(self._train_step)
         # XLA draws stateless random numbers differently, so only the updates are compiled with it.
         self._updates = tf.function(self._both_updates, jit_compile=xla)
 
+    @classmethod
+    def for_run(cls, config, image_shape=IMAGE_SHAPE, devices=None, xla=False):
+        """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
+        return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
+                   xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation)
+
     def models(self):
-        return {"generator": self.generator, "discriminator": self.discriminator}
+        """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
+        if self.average_generator is None:
+            return {"generator": self.generator, "discriminator": self.discriminator}
+        return {"generator": self.average_generator, "discriminator": self.discriminator, "training_generator": self.generator}
+
+    def sampling_generator(self):
+        return self.models()["generator"]
 
     def optimizers(self):
         return {"discriminator": self.d_optimizer, "generator": self.g_optimizer}
@@ -132,7 +168,14 @@ class Trainer:
     def _train_step(self, real, step):
         """One classic step; `step` picks the noise, so the same seed and step give the same update."""
         batch_size = tf.shape(real)[0]
-        return self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1))
+        values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1))
+        if self.average_generator is not None:
+            # Warmed up as tf.train.ExponentialMovingAverage does, so early averages are not stuck at the start.
+            steps = tf.cast(step, tf.float32)
+            decay = tf.minimum(self.ema, (1.0 + steps) / (10.0 + steps))
+            for average, variable in zip(self.average_generator.variables, self.generator.variables, strict=True):
+                average.assign(decay * average + (1.0 - decay) * variable)
+        return values
 
     def _both_updates(self, real, discriminator_noise, generator_noise):
         values = self.strategy.run(self._replica_step, args=(real, discriminator_noise, generator_noise))
@@ -161,8 +204,13 @@ def binary_crossentropy(labels, scores):
     return tf.reduce_mean(keras.losses.binary_crossentropy(labels, scores))
 
 
-def classic_optimizer(lr, mixed_precision):
-    optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+def make_optimizer(name, lr, mixed_precision):
+    if name == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)  # the classic's
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(lr, beta_1=0.5)  # beta1 0.5, as in the DCGAN paper
+    else:
+        raise UserError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
@@ -239,6 +287,8 @@ def train(config, resume=False):
             f"batch size {config.batch_size} is larger than the dataset ({len(images)} images); "
             f"use a batch size of at most {len(images)}"
         )
+    if not 0 <= config.ema < 1:
+        raise UserError(f"EMA decay {config.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it off")
     if config.threads:
         use_threads(config.threads)
     devices = config.devices.split(",") if config.devices else None
@@ -261,8 +311,7 @@ def train(config, resume=False):
     xla = config.xla
     if xla is None:
         xla = bool(tf.config.list_physical_devices("GPU")) and not devices
-    trainer = Trainer(config.lr, config.seed, image_shape=images.shape[1:], devices=devices,
-                      mixed_precision=config.mixed_precision, xla=xla)
+    trainer = Trainer.for_run(config, images.shape[1:], devices, xla)
     steps_per_epoch = len(images) // config.batch_size
     run_info = {
         "config": dataclasses.asdict(config),
@@ -277,13 +326,18 @@ def train(config, resume=False):
     total_steps = config.epochs * steps_per_epoch
     if config.steps is not None:
         total_steps = min(total_steps, config.steps)
-    if step >= total_steps:
-        print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps}; raise --epochs or --steps to train on")
+    metrics_path = weights_dir / METRICS_FILE
+    elapsed_before = restart_metrics(metrics_path, step)
+    time_limit = math.inf if config.minutes is None else 60 * config.minutes
+    if step >= total_steps or elapsed_before >= time_limit:
+        print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps} after "
+              f"{elapsed_before / 60:.1f} minutes of training; raise --epochs, --steps or --minutes to train on")
         return trainer
     print(
         f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images "
         f"({'x'.join(map(str, images.shape[1:]))}) from {config.dataset}: "
-        f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch); "
+        f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch)"
+        f"{'' if config.minutes is None else f' or {config.minutes:g} minutes in all, whichever comes first'}; "
         f"weights in {weights_dir}, samples in {samples_dir}"
     )
 
@@ -301,21 +355,19 @@ def train(config, resume=False):
     events = EventLog(config.logdir) if config.logdir else None
 
     def sample(step, epoch):
-        grid = trainer.generator(fixed_noise, training=False).numpy()
+        grid = trainer.sampling_generator()(fixed_noise, training=False).numpy()
         save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
         if events:
             events.grid(step, grid)
         return health.after_grid(step, grid)
 
     batches = Batches(images, config.seed, config.batch_size)
-    metrics_path = weights_dir / METRICS_FILE
-    elapsed_before = restart_metrics(metrics_path, step)
     start = time.perf_counter() - elapsed_before
     progress = None
     with open(metrics_path, "a", newline="") as metrics_file, StopOnSignal() as stop:
         metrics = csv.writer(metrics_file)
         try:
-            while step < total_steps:
+            while True:
                 epoch, index = divmod(step, steps_per_epoch)
                 epoch += 1
                 if progress is None:
@@ -329,13 +381,15 @@ def train(config, resume=False):
                             f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
                             f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
                         )
-                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in STEP_VALUES), f"{time.perf_counter() - start:.3f}"])
+                elapsed = time.perf_counter() - start
+                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in STEP_VALUES), f"{elapsed:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
                 warnings = [health.after_step(step, values)]
                 if events:
                     events.scalars(step, {**values, "images_per_second": progress.images_per_second()})
-                end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+                last_step = step == total_steps or elapsed >= time_limit
+                end_of_epoch = step % steps_per_epoch == 0 or last_step
                 if end_of_epoch:
                     progress.finish()
                 if step % config.sample_every == 0 or end_of_epoch:
@@ -344,9 +398,11 @@ def train(config, resume=False):
                     progress.warn(warning)
                 if end_of_epoch:
                     progress = None
-                if step % config.save_every == 0 or step == total_steps or stop.signal_name:
+                if step % config.save_every == 0 or last_step or stop.signal_name:
                     save(step, epoch)
-                if stop.signal_name and step < total_steps:
+                if last_step:
+                    break
+                if stop.signal_name:
                     draw_run_pictures(weights_dir, samples_dir)
                     raise TrainingStopped(
                         f"stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
@@ -387,17 +443,24 @@ def use_threads(count):
         ) from None
 
 
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "batch_size", "lr", "seed", "sample_count", "mixed_precision")
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "ema",
+                   "batch_size", "seed", "sample_count", "mixed_precision")
+
+
+def saved_config(run_info):
+    """The TrainConfig fields of a saved run. Runs saved before presets existed trained the classic way."""
+    config = run_info["config"]
+    return config if "preset" in config else {"preset": "classic", **PRESETS["classic"], **config}
 
 
 def check_resumable(config, run_info, saved):
     """Refuse to resume with settings that would make the continued run a different run."""
-    saved_config = saved["config"]
+    settings = saved_config(saved)
     for name in FIXED_ON_RESUME:
-        if getattr(config, name) != saved_config[name]:
+        if getattr(config, name) != settings[name]:
             option = "--" + name.replace("_", "-")
             raise UserError(
-                f"cannot resume with {option} {getattr(config, name)}: the saved run used {saved_config[name]}; "
+                f"cannot resume with {option} {getattr(config, name)}: the saved run used {settings[name]}; "
                 f"leave {option} out to keep it, or start a new run in another --weights-dir"
             )
     for name in ("image_shape", "latent_dim", "dataset_size"):

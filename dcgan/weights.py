@@ -144,7 +144,7 @@ def load_generator(weights_dir="weights"):
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    generator = build_generator(run_info["latent_dim"], run_info["image_shape"])
+    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=saved_activation(run_info))
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
     return generator
 
@@ -154,9 +154,14 @@ def load_discriminator(weights_dir="weights"):
     from dcgan.models import build_discriminator
 
     weights_dir = complete_folder(weights_dir)
-    discriminator = build_discriminator(read_run_info(weights_dir)["image_shape"])
+    run_info = read_run_info(weights_dir)
+    discriminator = build_discriminator(run_info["image_shape"], saved_activation(run_info))
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
     return discriminator
+
+
+def saved_activation(run_info):
+    return run_info["config"].get("activation", "tanh")  # runs saved before it could be chosen used the classic's
 
 
 def _load_weights(model, path):

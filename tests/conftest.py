@@ -14,10 +14,10 @@ TINY = dict(dataset="mnist-sample", batch_size=8, steps=6, sample_every=4, save_
 
 
 def tiny_config(folder, **changes):
-    """A run small enough for a test: a few steps on a few images, writing under `folder`."""
+    """A run small enough for a test: a few steps on a few images, writing under `folder`; `preset` may be changed too."""
     folder = Path(folder)
     options = {**TINY, "weights_dir": str(folder / "weights"), "samples_dir": str(folder / "samples"), **changes}
-    return TrainConfig(**options)
+    return TrainConfig.from_preset(**options)
 
 
 @pytest.fixture(scope="session")

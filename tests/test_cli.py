@@ -12,6 +12,7 @@ from PIL import Image
 
 from cli import main
 from dcgan import load_generator
+from dcgan.presets import PRESETS, preset_defaults
 
 from conftest import run_dcgan
 
@@ -37,6 +38,10 @@ def assert_one_line_error(result, message):
         (["--dataset", "mnist-sample", "--batch-size", "6000"], "larger than the dataset (5000 images)"),
         (["--epochs", "0"], "not in the range"),
         (["--lr", "0"], "not in the range"),
+        (["--preset", "best"], "'best' is not one of 'fast', 'classic'"),
+        (["--optimizer", "rmsprop"], "'rmsprop' is not one of 'adam', 'sgd'"),
+        (["--minutes", "0"], "not in the range x>0"),
+        (["--ema", "1"], "not in the range 0<=x<1"),
     ],
 )
 def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
@@ -61,17 +66,32 @@ def test_train_rejects_output_folders_it_cannot_write(tmp_path):
     assert_one_line_error(result, "--samples-dir")
 
 
+def dry_run(*args):
+    result = invoke("train", "--dry-run", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
 def test_dry_run_prints_the_configuration(tmp_path):
-    result = invoke("train", "--dry-run", "--batch-size", "32", "--weights-dir", tmp_path / "w")
-    assert result.exit_code == 0
-    config = json.loads(result.output)
-    assert config["batch_size"] == 32 and config["lr"] == 0.0005 and config["dataset"] == "mnist"
+    config = dry_run("--batch-size", "32", "--weights-dir", tmp_path / "w")
+    assert config["batch_size"] == 32 and config["dataset"] == "mnist" and config["weights_dir"] == str(tmp_path / "w")
     assert not (tmp_path / "w").exists()
 
 
+def test_a_preset_sets_the_training_settings_and_options_override_it():
+    settings = ("activation", "optimizer", "lr", "ema", "batch_size")
+    for preset in ("fast", "classic"):
+        assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
+    assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
+    overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
+    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, 0.99, 32]
+    assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
+
+
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--batch-size", "--epochs", "--steps", "--lr", "--seed", "--weights-dir",
-                                        "--samples-dir", "--sample-every", "--save-every"]),
+    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--activation", "--ema", "--batch-size",
+                                        "--epochs", "--steps", "--minutes", "--seed", "--weights-dir", "--samples-dir",
+                                        "--sample-every", "--save-every"]),
                              ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
                                            "--interpolate", "--walks", "--points", "--spherical", "--gif"]),
                              ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
@@ -79,7 +99,10 @@ def test_help_explains_every_option():
         text = invoke(command, "--help").output
         for option in options:
             assert option in text
-    assert "[default: 128" in invoke("train", "--help").output
+    train_help = " ".join(invoke("train", "--help").output.split())
+    assert "[default: fast]" in train_help
+    for setting in ("batch_size", "activation", "optimizer", "lr", "ema"):
+        assert f"[default: {preset_defaults(setting)}]" in train_help
     assert "[default: 10000" in invoke("evaluate", "--help").output
 
 

@@ -153,9 +153,12 @@ def test_train_command_on_a_colour_folder(tmp_path):
 
 def test_training_from_disk_gives_the_same_weights_as_from_memory(tmp_path, monkeypatch):
     data = make_folder(tmp_path / "pictures", count=8, size=32)
-    in_memory = dcgan.train(tiny_config(tmp_path / "memory", dataset=str(data), image_size=32, batch_size=4, steps=3))
+    # The classic preset: it ends bit-identical given identical batches, where the fast one's Adam
+    # steps were seen to differ by 1e-7 between the two runs' input buffers.
+    settings = dict(dataset=str(data), image_size=32, batch_size=4, steps=3, preset="classic")
+    in_memory = dcgan.train(tiny_config(tmp_path / "memory", **settings))
     reading = functools.partial(load_dataset, memory_limit=1)  # as if the folder were too big for memory
     monkeypatch.setattr(dcgan.training, "load_dataset", reading)
-    from_disk = dcgan.train(tiny_config(tmp_path / "disk", dataset=str(data), image_size=32, batch_size=4, steps=3))
+    from_disk = dcgan.train(tiny_config(tmp_path / "disk", **settings))
     for a, b in zip(in_memory.generator.get_weights(), from_disk.generator.get_weights()):
         np.testing.assert_array_equal(a, b)

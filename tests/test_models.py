@@ -57,6 +57,17 @@ def test_discriminator_is_the_classic_design():
     assert discriminator.count_params() == convolutions + dense
 
 
+def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
+    for build in (build_generator, build_discriminator):
+        classic, leaky = build(), build(activation="leaky_relu")
+        kinds = [type(layer).__name__ for layer in leaky.layers]
+        classic_kinds = [type(layer).__name__ for layer in classic.layers]
+        assert kinds == ["LeakyReLU" if kind == "Activation" else kind for kind in classic_kinds[:-1]] + [classic_kinds[-1]]
+        assert {layer.negative_slope for layer in leaky.layers if type(layer).__name__ == "LeakyReLU"} == {0.2}
+        assert leaky.layers[-1].activation.__name__ == classic.layers[-1].activation.__name__
+        assert leaky.count_params() == classic.count_params()
+
+
 def test_d_on_g_stacks_the_two_models_and_trains_only_the_generator():
     generator, discriminator = build_generator(), build_discriminator()
     d_on_g = build_d_on_g(generator, discriminator)

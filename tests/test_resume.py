@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dcgan
-from dcgan import Trainer, UserError, load_generator
+from dcgan import TrainConfig, Trainer, UserError, load_generator
 from dcgan.weights import load_checkpoint, snapshot_steps
 
 from conftest import run_dcgan, tiny_config
@@ -26,7 +26,7 @@ def metrics_rows(weights_dir):
 
 
 def all_state(trainer):
-    models = trainer.generator.get_weights() + trainer.discriminator.get_weights()
+    models = [w for model in trainer.models().values() for w in model.get_weights()]
     optimizers = [v.numpy() for optimizer in trainer.optimizers().values() for v in optimizer.variables]
     return models + optimizers
 
@@ -56,6 +56,10 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"batch_size": 4}, "--batch-size 4: the saved run used 8"),
     ({"seed": 9}, "--seed 9: the saved run used 0"),
     ({"lr": 0.001}, "--lr 0.001"),
+    ({"preset": "classic"}, "--preset classic: the saved run used fast"),
+    ({"optimizer": "sgd"}, "--optimizer sgd: the saved run used adam"),
+    ({"activation": "tanh"}, "--activation tanh: the saved run used leaky_relu"),
+    ({"ema": 0.5}, "--ema 0.5: the saved run used"),
     ({"dataset": "fashion-mnist"}, "--dataset fashion-mnist"),
 ])
 def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
@@ -99,11 +103,11 @@ def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
 
 def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # An absurd learning rate overflows float32 on the second step.
-    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38)
+    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38, preset="classic")  # SGD: finite for one step
     with pytest.raises(UserError, match=r"d_loss became (inf|nan) at step 2.*last good checkpoint \(step 1\)"):
         dcgan.train(config)
     assert snapshot_steps(tmp_path / "weights") == [1]
-    trainer = Trainer(config.lr, config.seed)
+    trainer = Trainer.for_run(config)
     load_checkpoint(tmp_path / "weights", trainer)
     assert all(np.isfinite(w).all() for w in trainer.generator.get_weights())
 
@@ -159,7 +163,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
         process.wait(timeout=60)
     assert process.returncode == 130
     assert "stopped by SIGINT" not in (tmp_path / "stderr.txt").read_text(), "it finished the save instead of quitting"
-    trainer = Trainer(0.0005, 0)
+    trainer = Trainer.for_run(TrainConfig())  # the command's defaults
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
 
@@ -175,7 +179,7 @@ def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_pat
         process.kill()
         process.communicate()
         steps = snapshot_steps(tmp_path / "weights")
-        trainer = Trainer(0.0005, 0)
+        trainer = Trainer.for_run(TrainConfig())  # the command's defaults
         assert load_checkpoint(tmp_path / "weights", trainer)["step"] == steps[-1], f"attempt {attempt}"
         load_generator(tmp_path / "weights")
     last = snapshot_steps(tmp_path / "weights")[-1]
@@ -217,3 +221,19 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
                         "--logdir", tmp_path / "logs", "--steps", 5, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming at step 4" in resumed.stdout and read_run_info(weights)["step"] == 5
+
+
+def test_a_run_saved_before_presets_existed_resumes_as_the_classic_algorithm(tmp_path):
+    dcgan.train(tiny_config(tmp_path, preset="classic", steps=4))
+    # Such a run.json has no preset, activation, optimizer or ema: it trained the classic way.
+    for run_file in (tmp_path / "weights").rglob("run.json"):
+        run = json.loads(run_file.read_text())
+        for name in ("preset", "activation", "optimizer", "ema"):
+            del run["config"][name]
+        run_file.write_text(json.dumps(run))
+    resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    saved = json.loads((tmp_path / "weights" / "run.json").read_text())
+    assert saved["step"] == 6 and (saved["config"]["preset"], saved["config"]["optimizer"]) == ("classic", "sgd")
+    refused = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, "--optimizer", "adam", cwd=tmp_path)
+    assert refused.returncode != 0 and "--optimizer adam: the saved run used sgd" in refused.stderr

@@ -18,7 +18,7 @@ def test_run_writes_weights_config_and_metrics(trained):
     weights = Path(config.weights_dir)
     assert sorted(p.name for p in weights.iterdir()) == [
         "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv", "run.json",
-        "snapshots",
+        "snapshots", "training_generator.keras", "training_generator.weights.h5",  # the default keeps a weight average
     ]
     assert sorted(p.name for p in (weights / "snapshots").iterdir()) == ["step0000004", "step0000006"]
     run = json.loads((weights / "run.json").read_text())
@@ -46,7 +46,7 @@ def test_sample_grids_come_every_n_steps_and_at_the_end_named_to_sort(trained):
     from dcgan.images import tile
     from dcgan.training import sample_noise
 
-    expected = tile(trainer.generator(sample_noise(config.seed, 10), training=False).numpy())[..., 0]
+    expected = tile(trainer.sampling_generator()(sample_noise(config.seed, 10), training=False).numpy())[..., 0]
     np.testing.assert_array_equal(last, expected)
     assert np.all(last[2 * 28 :, 2 * 28 :] == 0), "unused cells are black"
 
@@ -54,10 +54,10 @@ def test_sample_grids_come_every_n_steps_and_at_the_end_named_to_sort(trained):
 def test_saved_weights_are_the_trained_ones_and_differ_from_the_start(trained):
     config, trainer = trained
     generator, discriminator = load_generator(config.weights_dir), load_discriminator(config.weights_dir)
-    for saved, live in ((generator, trainer.generator), (discriminator, trainer.discriminator)):
+    for saved, live in ((generator, trainer.sampling_generator()), (discriminator, trainer.discriminator)):
         for a, b in zip(saved.get_weights(), live.get_weights()):
             np.testing.assert_array_equal(a, b)
-    initial = Trainer(config.lr, config.seed)
+    initial = Trainer.for_run(config)
     assert any(not np.array_equal(a, b) for a, b in zip(initial.generator.get_weights(), generator.get_weights()))
     assert any(not np.array_equal(a, b) for a, b in zip(initial.discriminator.get_weights(), discriminator.get_weights()))
 
@@ -71,7 +71,7 @@ def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
     grid = "fakes_epoch0001_step0000006.png"
     assert (tmp_path / "again" / "samples" / grid).read_bytes() == (Path(config.samples_dir) / grid).read_bytes()
     other = dcgan.train(tiny_config(tmp_path / "other", seed=1, steps=1))
-    assert not np.array_equal(other.generator.get_weights()[0], Trainer(config.lr, config.seed).generator.get_weights()[0])
+    assert not np.array_equal(other.generator.get_weights()[0], Trainer.for_run(config).generator.get_weights()[0])
 
 
 def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):

@@ -1,0 +1,78 @@
+"""Training settings compared by sample quality at fixed minutes of training.
+
+    python benchmarks/compare_settings.py [--dataset mnist-sample] [--minutes 5,15,30] [--out compare] [NAME ...]
+
+Each NAME in CANDIDATES (all of them by default) trains with `dcgan train --minutes M` up to the
+first point, is scored there with `dcgan evaluate --json`, then goes on with `--resume` to the next
+point; resuming continues the run bit for bit, and scoring happens outside the training time.
+Prints one markdown table row per point and writes every report to OUT/NAME/scores.json; each
+point's sample grid is the last one in OUT/NAME/samples. Minutes are those the trainer counts
+(metrics.csv's elapsed_seconds), so run it on an otherwise idle machine.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CANDIDATES = {
+    "classic": ["--preset", "classic"],
+    "adam": ["--preset", "classic", "--optimizer", "adam", "--lr", "0.0002"],
+    "fast": [],  # the defaults: LeakyReLU, Adam, a weight average, batch 64
+}
+COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"
+
+
+def dcgan(*args):
+    command = [str(Path(sys.executable).parent / "dcgan"), *map(str, args)]
+    finished = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if finished.returncode:
+        sys.exit(f"failed ({finished.returncode}): {' '.join(command)}\n{finished.stdout[-2000:]}")
+    return finished.stdout
+
+
+def table_row(name, report):
+    generated, floor = report["generated"], report["real"]["frechet_distance"]
+    return (f"| {name} | {report['minutes']:.1f} | {report['step']} | {generated['frechet_distance']:.1f} ({floor:.2f}) "
+            f"| {generated['frechet_distance'] / floor:.1f} | {generated['classes_covered']} "
+            f"| {generated['precision']:.3f} | {generated['recall']:.3f} |")
+
+
+def compare(name, options, dataset, minutes, folder, count):
+    folder = Path(folder) / name
+    shutil.rmtree(folder, ignore_errors=True)
+    weights = folder / "weights"
+    reports = []
+    for point in minutes:
+        dcgan("train", "--dataset", dataset, "--minutes", point, "--epochs", 100_000, "--weights-dir", weights,
+              "--samples-dir", folder / "samples", "--sample-every", 100, "--save-every", 100_000,
+              *(["--resume"] if reports else options))
+        report = json.loads(dcgan("evaluate", "--weights-dir", weights, "--dataset", dataset, "--count", count, "--json"))
+        elapsed = (weights / "metrics.csv").read_text().split()[-1].split(",")[-1]
+        report.update(setting=name, options=options, minutes=float(elapsed) / 60)
+        reports.append(report)
+        print(table_row(name, report), flush=True)
+    (folder / "scores.json").write_text(json.dumps(reports, indent=2))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=list(CANDIDATES), metavar="NAME",
+                        help=f"settings to compare: {', '.join(CANDIDATES)}  (default: all)")
+    parser.add_argument("--dataset", default="mnist-sample")
+    parser.add_argument("--minutes", default="5,15,30", help="comma-separated minutes of training to score at")
+    parser.add_argument("--count", type=int, default=10_000, help="generated images per score")
+    parser.add_argument("--out", default="compare", help="folder for the runs")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(CANDIDATES)
+    if unknown:
+        parser.error(f"unknown setting {', '.join(sorted(unknown))}; choose from {', '.join(CANDIDATES)}")
+    minutes = sorted(float(m) for m in args.minutes.split(","))
+    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in args.names:
+        compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count)
+
+
+if __name__ == "__main__":
+    main()

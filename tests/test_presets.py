@@ -1,0 +1,154 @@
+"""Presets and the settings they bundle: activation, optimizer, weight average; and a time limit."""
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import dcgan
+from dcgan import TrainConfig, Trainer, UserError
+from dcgan.datasets import load_dataset
+from dcgan.models import build_d_on_g, build_discriminator, build_generator
+from dcgan.presets import PRESETS
+from dcgan.training import Batches
+
+from conftest import tiny_config
+
+
+def classic_keras_loop(initial, images, steps, batch_size):
+    """The classic keras-dcgan loop, written with Keras' own compile and train_on_batch.
+
+    It starts from `initial`'s weights and draws the same real images and noise that dcgan's
+    trainer does at each step, so that only the algorithm can tell the two apart.
+    """
+    generator, discriminator = build_generator(), build_discriminator()
+    generator.set_weights(initial.generator.get_weights())
+    discriminator.set_weights(initial.discriminator.get_weights())
+    d_on_g = build_d_on_g(generator, discriminator)
+    d_on_g.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
+    discriminator.trainable = True
+    discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
+    batches = Batches(images, initial.seed, batch_size)
+    for step in range(steps):
+        real = batches(step)
+        generated = generator.predict(initial.noise(batch_size, 2 * step).numpy(), verbose=0)
+        discriminator.train_on_batch(np.concatenate([real, generated]), np.array([1] * batch_size + [0] * batch_size))
+        discriminator.trainable = False
+        d_on_g.train_on_batch(initial.noise(batch_size, 2 * step + 1).numpy(), np.ones(batch_size))
+        discriminator.trainable = True
+    return generator.get_weights() + discriminator.get_weights()
+
+
+def largest_difference(weights, other):
+    return max(float(np.abs(a - b).max()) for a, b in zip(weights, other, strict=True))
+
+
+def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
+    steps = 3
+
+    def config_for(preset):
+        return tiny_config(tmp_path / preset, preset=preset, steps=steps)
+
+    config = config_for("classic")
+    reference = classic_keras_loop(Trainer.for_run(config), load_dataset("mnist-sample"), steps, config.batch_size)
+    classic, fast = dcgan.train(config), dcgan.train(config_for("fast"))
+    classic_weights = classic.generator.get_weights() + classic.discriminator.get_weights()
+    fast_weights = fast.generator.get_weights() + fast.discriminator.get_weights()
+    # dcgan computes the same step with fused upsampling, so float32 rounding differs a little.
+    assert largest_difference(classic_weights, reference) < 1e-5
+    assert largest_difference(fast_weights, reference) > 1e-4, "the comparison could not tell another algorithm apart"
+
+
+def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero():
+    trainer = Trainer(0.0005, seed=0)
+    real, noise = load_dataset("mnist-sample")[:8], trainer.noise(8, 0)
+    generated = trainer.generator(noise, training=False)
+    scores = trainer.discriminator(np.concatenate([real, generated]), training=False).numpy().ravel().astype(np.float64)
+    targets = np.array([1] * 8 + [0] * 8)
+    expected = np.mean(-(targets * np.log(scores) + (1 - targets) * np.log(1 - scores)))
+    loss = float(trainer.discriminator_step(real, noise)["d_loss"])
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
+    adam, sgd = Trainer(0.0002, 0, optimizer="adam"), Trainer(0.0005, 0, optimizer="sgd")
+    for optimizer in adam.optimizers().values():
+        assert isinstance(optimizer, keras.optimizers.Adam)
+        assert optimizer.beta_1 == 0.5 and float(optimizer.learning_rate) == pytest.approx(0.0002)
+    for optimizer in sgd.optimizers().values():
+        assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
+        assert optimizer.momentum == 0.9 and float(optimizer.learning_rate) == pytest.approx(0.0005)
+    with pytest.raises(UserError, match="unknown optimizer 'rmsprop'; choose one of adam, sgd"):
+        Trainer(0.001, 0, optimizer="rmsprop")
+
+
+def test_presets_fill_the_settings_that_are_not_given():
+    assert TrainConfig().optimizer == PRESETS["fast"]["optimizer"] == TrainConfig.from_preset().optimizer
+    classic = TrainConfig.from_preset("classic", lr=0.001, batch_size=64)
+    assert (classic.preset, classic.activation, classic.optimizer, classic.lr, classic.ema, classic.batch_size) == (
+        "classic", "tanh", "sgd", 0.001, 0.0, 64)
+    with pytest.raises(UserError, match="unknown preset 'best'; choose one of fast, classic"):
+        TrainConfig.from_preset("best")
+    with pytest.raises(UserError, match=r"EMA decay 1.5 is outside \[0, 1\)"):
+        dcgan.train(TrainConfig(dataset="mnist-sample", ema=1.5))
+    with pytest.raises(UserError, match="unknown activation 'relu'; choose one of leaky_relu, tanh"):
+        dcgan.train(TrainConfig(dataset="mnist-sample", activation="relu"))
+
+
+def values(model):
+    return [v.numpy() for v in model.variables]
+
+
+def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_weights():
+    trainer, plain = Trainer(0.0002, 0, optimizer="adam", ema=0.9), Trainer(0.0002, 0, optimizer="adam")
+    assert plain.average_generator is None and plain.sampling_generator() is plain.generator
+    assert trainer.sampling_generator() is trainer.average_generator
+    real = load_dataset("mnist-sample")[:8]
+    expected = values(trainer.generator)
+    for step in range(4):
+        trainer.train_step(real, np.int64(step))
+        decay = min(0.9, (1 + step) / (10 + step))
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, values(trainer.generator))]
+    for average, wanted, trained in zip(values(trainer.average_generator), expected, values(trainer.generator), strict=True):
+        np.testing.assert_allclose(average, wanted, rtol=1e-5, atol=1e-7)
+    assert largest_difference(values(trainer.average_generator), values(trainer.generator)) > 1e-5
+
+
+def test_with_an_average_the_saved_generator_is_the_average_and_the_trained_one_is_kept_to_resume(tmp_path):
+    config = tiny_config(tmp_path, ema=0.9, steps=4)
+    trainer = dcgan.train(config)
+    weights = Path(config.weights_dir)
+    assert {p.name for p in (weights / "snapshots" / "step0000004").glob("*.weights.h5")} == {
+        "generator.weights.h5", "discriminator.weights.h5", "training_generator.weights.h5"}
+    for saved, live in zip(dcgan.load_generator(weights).get_weights(), trainer.average_generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, live)
+    resumed = dcgan.train(dataclasses.replace(config, steps=5), resume=True)
+    straight = dcgan.train(dataclasses.replace(config, steps=5, weights_dir=str(tmp_path / "straight")))
+    for model in ("generator", "training_generator"):
+        for a, b in zip(resumed.models()[model].get_weights(), straight.models()[model].get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def elapsed_seconds(config):
+    with open(Path(config.weights_dir) / "metrics.csv", newline="") as file:
+        return [float(row["elapsed_seconds"]) for row in csv.DictReader(file)]
+
+
+def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_earlier_time(tmp_path, capsys):
+    config = tiny_config(tmp_path, steps=100_000, minutes=0.05, sample_every=100_000, save_every=100_000)
+    dcgan.train(config)
+    elapsed = elapsed_seconds(config)
+    assert len(elapsed) > 1 and elapsed[-2] < 3 <= elapsed[-1]
+    run = json.loads((Path(config.weights_dir) / "run.json").read_text())
+    assert run["step"] == len(elapsed), "the last step is saved"
+    assert (Path(config.samples_dir) / f"fakes_epoch{run['epoch']:04d}_step{len(elapsed):07d}.png").exists()
+
+    dcgan.train(config, resume=True)
+    assert "Nothing to do" in capsys.readouterr().out
+    longer = dataclasses.replace(config, minutes=0.1)
+    dcgan.train(longer, resume=True)
+    resumed = elapsed_seconds(longer)
+    assert resumed[: len(elapsed)] == elapsed and resumed[-2] < 6 <= resumed[-1]
