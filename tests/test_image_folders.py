@@ -1,4 +1,5 @@
 """Training on folders of your own images: grayscale and colour, two sizes, streamed or in memory."""
+import dataclasses
 import functools
 import json
 
@@ -114,10 +115,11 @@ def test_supported_sizes_cover_the_common_ones():
     assert 30 not in supported_sizes() and 512 not in supported_sizes()
 
 
-@pytest.mark.parametrize("size, colour", [(32, False), (32, True), (64, False), (64, True)])
+@pytest.mark.parametrize("size, colour", [(32, False), (32, True), (64, True)])
 def test_training_on_a_folder_writes_grids_weights_and_reloads(tmp_path, size, colour):
     data = make_folder(tmp_path / "pictures", count=8, size=size + 8, colour=colour)
-    config = tiny_config(tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=3, sample_every=2, save_every=2)
+    # No weight average: one model fewer to save, and the folder is what is under test here.
+    config = tiny_config(tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=3, sample_every=2, save_every=2, ema=0.0)
     dcgan.train(config)
     channels = 3 if colour else 1
     run = json.loads((tmp_path / "weights" / "run.json").read_text())
@@ -130,15 +132,15 @@ def test_training_on_a_folder_writes_grids_weights_and_reloads(tmp_path, size, c
     images, scores = generate(tmp_path / "weights", count=3, seed=0, nice_factor=2)
     assert images.shape == (3, size, size, channels) and np.all(np.diff(scores) <= 0)
     # Resume carries on from the folder; another size is refused.
-    dcgan.train(tiny_config(tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=4), resume=True)
+    dcgan.train(dataclasses.replace(config, steps=4), resume=True)
     assert json.loads((tmp_path / "weights" / "run.json").read_text())["step"] == 4
     with pytest.raises(UserError, match="cannot resume with --image-size 16"):
-        dcgan.train(tiny_config(tmp_path, dataset=str(data), image_size=16, batch_size=4, steps=5), resume=True)
+        dcgan.train(dataclasses.replace(config, image_size=16, steps=5), resume=True)
 
 
 def test_train_command_on_a_colour_folder(tmp_path):
     make_folder(tmp_path / "pictures", count=6, size=32)
-    result = run_dcgan("train", "--dataset", "pictures", "--image-size", 32, "--batch-size", 3, "--steps", 2,
+    result = run_dcgan("train", "--dataset", "pictures", "--image-size", 32, "--batch-size", 3, "--steps", 2, "--ema", 0,
                        "--weights-dir", "w", "--samples-dir", "s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Training on 6 images (32x32x3) from pictures" in result.stdout
