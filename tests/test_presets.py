@@ -112,7 +112,7 @@ def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_we
         trainer.train_step(real, np.int64(step))
         decay = min(0.9, (1 + step) / (10 + step))
         expected = [decay * e + (1 - decay) * w for e, w in zip(expected, values(trainer.generator))]
-    for average, wanted, trained in zip(values(trainer.average_generator), expected, values(trainer.generator), strict=True):
+    for average, wanted in zip(values(trainer.average_generator), expected, strict=True):
         np.testing.assert_allclose(average, wanted, rtol=1e-5, atol=1e-7)
     assert largest_difference(values(trainer.average_generator), values(trainer.generator)) > 1e-5
 
