@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, OPTIMIZERS, PRESETS, preset_defaults
+from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, OPTIMIZERS, PRESETS, preset_defaults, saved_config
 
 # Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
 # loads whatever this says); a user's own setting wins.
@@ -48,9 +48,10 @@ def main():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"Learning rate of both optimizers.  [default: {preset_defaults('lr')}]")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Keep an exponential moving average of the generator's weights with this decay (0.999 averages over "
-                   "about the last 1,000 steps, or the last tenth of a shorter run). The average draws the sample grids and is the generator that is saved "
-                   "and loaded; it wobbles less than the trained weights. 0 turns it off.  "
+              help="Keep an exponential moving average of the generator's weights with this decay (0.999 averages "
+                   "over about the last 1,000 steps, or the last tenth of a shorter run). The average draws the sample "
+                   "grids and is the generator that is saved and loaded; it wobbles less than the trained weights. "
+                   "0 turns it off.  "
                    f"[default: {preset_defaults('ema')}]")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
@@ -88,7 +89,6 @@ def train(ctx, dry_run, resume, **options):
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
     from dcgan import TrainConfig, train as run_training
-    from dcgan.training import saved_config
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])

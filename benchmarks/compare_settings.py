@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dcgan.monitor import METRICS_FILE
+from dcgan.plots import read_metrics
+
 CANDIDATES = {
     "classic": ["--preset", "classic"],
     "adam": ["--preset", "classic", "--optimizer", "adam", "--lr", "0.0002"],
@@ -49,7 +52,7 @@ def compare(name, options, dataset, minutes, folder, count):
               "--samples-dir", folder / "samples", "--sample-every", 100, "--save-every", 100_000,
               *(["--resume"] if reports else options))
         report = json.loads(dcgan("evaluate", "--weights-dir", weights, "--dataset", dataset, "--count", count, "--json"))
-        elapsed = (weights / "metrics.csv").read_text().split()[-1].split(",")[-1]
+        elapsed = read_metrics(weights / METRICS_FILE)["elapsed_seconds"][-1]
         report.update(setting=name, options=options, minutes=float(elapsed) / 60)
         reports.append(report)
         print(table_row(name, report), flush=True)

@@ -13,6 +13,12 @@ OPTIMIZERS = ("adam", "sgd")
 ACTIVATIONS = ("leaky_relu", "tanh")
 
 
+def saved_config(run_info):
+    """The TrainConfig fields of a saved run. Runs saved before presets existed trained the classic way."""
+    config = run_info["config"]
+    return config if "preset" in config else {"preset": "classic", **PRESETS["classic"], **config}
+
+
 def preset_defaults(setting):
     """'0.0002 with fast, 0.0005 with classic': a setting's value in each preset, for help texts."""
     return ", ".join(f"{values[setting]} with {name}" for name, values in PRESETS.items())

@@ -24,7 +24,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS
+from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, saved_config
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 
@@ -445,12 +445,6 @@ def use_threads(count):
 
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "ema",
                    "batch_size", "seed", "sample_count", "mixed_precision")
-
-
-def saved_config(run_info):
-    """The TrainConfig fields of a saved run. Runs saved before presets existed trained the classic way."""
-    config = run_info["config"]
-    return config if "preset" in config else {"preset": "classic", **PRESETS["classic"], **config}
 
 
 def check_resumable(config, run_info, saved):

@@ -23,6 +23,7 @@ import numpy as np
 
 from dcgan.errors import UserError
 from dcgan.files import fsync_folder, write_atomically
+from dcgan.presets import saved_config
 
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
@@ -144,7 +145,7 @@ def load_generator(weights_dir="weights"):
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=saved_activation(run_info))
+    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=saved_config(run_info)["activation"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
     return generator
 
@@ -155,13 +156,9 @@ def load_discriminator(weights_dir="weights"):
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    discriminator = build_discriminator(run_info["image_shape"], saved_activation(run_info))
+    discriminator = build_discriminator(run_info["image_shape"], saved_config(run_info)["activation"])
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
     return discriminator
-
-
-def saved_activation(run_info):
-    return run_info["config"].get("activation", "tanh")  # runs saved before it could be chosen used the classic's
 
 
 def _load_weights(model, path):
