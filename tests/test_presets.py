@@ -85,7 +85,7 @@ def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
         Trainer(0.001, 0, optimizer="rmsprop")
 
 
-def test_presets_fill_the_settings_that_are_not_given():
+def test_presets_fill_the_settings_that_are_not_given(tmp_path):
     assert TrainConfig().optimizer == PRESETS["fast"]["optimizer"] == TrainConfig.from_preset().optimizer
     classic = TrainConfig.from_preset("classic", lr=0.001, batch_size=64)
     assert (classic.preset, classic.activation, classic.optimizer, classic.lr, classic.ema, classic.batch_size) == (
@@ -93,9 +93,9 @@ def test_presets_fill_the_settings_that_are_not_given():
     with pytest.raises(UserError, match="unknown preset 'best'; choose one of fast, classic"):
         TrainConfig.from_preset("best")
     with pytest.raises(UserError, match=r"EMA decay 1.5 is outside \[0, 1\)"):
-        dcgan.train(TrainConfig(dataset="mnist-sample", ema=1.5))
+        dcgan.train(tiny_config(tmp_path, ema=1.5))
     with pytest.raises(UserError, match="unknown activation 'relu'; choose one of leaky_relu, tanh"):
-        dcgan.train(TrainConfig(dataset="mnist-sample", activation="relu"))
+        dcgan.train(tiny_config(tmp_path, activation="relu"))
 
 
 def values(model):
