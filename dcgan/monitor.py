@@ -77,8 +77,9 @@ class HealthCheck:
     - The discriminator wins outright: over `window` steps its loss stays near zero and it scores
       generated images near zero, so the generator's gradient vanishes and its samples stop improving.
     - Collapse: the fixed-noise sample grid's images are near-copies of one another, a small fraction
-      as far apart as real images are. Not checked in the first `warmup` steps, when every
-      generator still draws the same gray haze.
+      as far apart as real images are.
+    Neither is checked in the first `warmup` steps: every generator starts by drawing the same gray
+    haze, and with Adam the discriminator often wins for a while before the generator catches up.
     Each warning is given once, and again only after the run has recovered from it.
     """
 
@@ -95,6 +96,8 @@ class HealthCheck:
 
     def after_step(self, step, values):
         """A warning for the step just done, or None."""
+        if step <= self.warmup:
+            return None
         self.recent.append((values["d_loss"], values["d_fake"]))
         d_loss, d_fake = np.mean(self.recent, axis=0)
         winning = len(self.recent) == self.window and d_loss < self.DISCRIMINATOR_LOSS and d_fake < self.GENERATED_SCORE

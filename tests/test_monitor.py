@@ -70,7 +70,7 @@ def winning(step):
 
 
 def test_a_discriminator_that_wins_for_a_sustained_stretch_is_reported_once():
-    check = HealthCheck(REAL, window=20)
+    check = HealthCheck(REAL, window=20, warmup=0)
     assert all(check.after_step(step, healthy(step)) is None for step in range(1, 101))
     # A short spell is not enough: the window's mean must fall that low.
     assert all(check.after_step(step, winning(step)) is None for step in range(101, 111))
@@ -81,6 +81,14 @@ def test_a_discriminator_that_wins_for_a_sustained_stretch_is_reported_once():
         assert check.after_step(step, healthy(step)) is None
     again = [check.after_step(step, winning(step)) for step in range(240, 300)]
     assert sum(w is not None for w in again) == 1, "after recovering, a relapse is reported again"
+
+
+def test_a_discriminator_that_wins_only_during_the_warmup_is_not_reported():
+    check = HealthCheck(REAL, window=20, warmup=200)
+    assert all(check.after_step(step, winning(step)) is None for step in range(1, 201)), "early wins pass by themselves"
+    assert all(check.after_step(step, healthy(step)) is None for step in range(201, 300))
+    warnings = [check.after_step(step, winning(step)) for step in range(300, 400)]
+    assert sum(w is not None for w in warnings) == 1, "after the warmup, a sustained win is reported"
 
 
 def test_a_collapsed_sample_grid_is_reported_after_the_warmup():
