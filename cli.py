@@ -55,6 +55,11 @@ def main():
                    f"[default: {preset_defaults('ema')}]")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
+@click.option("--augment", default=None,
+              help="Augment every image the discriminator sees, real and generated, in both players' steps, so that it "
+                   "cannot learn a small dataset by heart: translation (shift by up to 1/8 of the side), cutout (blank "
+                   "a square half the side), both comma-separated, or none. The generator still learns unaugmented "
+                   f"images (DiffAugment).  [default: {preset_defaults('augment')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -1,22 +1,46 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-trains them with Adam on batches of 64, and averages the generator's weights. It was chosen by measuring candidates with `dcgan evaluate` (the
-README's comparison). "classic" is the classic keras-dcgan algorithm, step for step.
+trains them with Adam on batches of 64, augments what the discriminator sees, and averages the
+generator's weights. It was chosen by measuring candidates with `dcgan evaluate` (the README's
+comparison). "classic" is the classic keras-dcgan algorithm, step for step.
 """
+from dcgan.errors import UserError
+
 PRESETS = {
-    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "ema": 0.999, "batch_size": 64},
-    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "ema": 0.0, "batch_size": 128},
+    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "ema": 0.999, "batch_size": 64,
+             "augment": "translation,cutout"},
+    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "ema": 0.0, "batch_size": 128,
+                "augment": "none"},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
 ACTIVATIONS = ("leaky_relu", "tanh")
+AUGMENTATIONS = ("translation", "cutout")
+
+
+def augmentations(setting):
+    """("translation", "cutout") from the setting "translation,cutout"; () from "none"."""
+    names = tuple(name.strip() for name in setting.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in AUGMENTATIONS]
+    if unknown or not names:
+        raise UserError(f"unknown augmentation {', '.join(unknown) or repr(setting)}; give a comma-separated list of "
+                        f"{' and '.join(AUGMENTATIONS)}, or none")
+    return names
 
 
 def saved_config(run_info):
-    """The TrainConfig fields of a saved run. Runs saved before presets existed trained the classic way."""
+    """The TrainConfig fields of a saved run.
+
+    Runs saved before presets existed trained the classic way, and runs saved before augmentation
+    existed trained without it.
+    """
     config = run_info["config"]
-    return config if "preset" in config else {"preset": "classic", **PRESETS["classic"], **config}
+    if "preset" not in config:
+        config = {"preset": "classic", **PRESETS["classic"], **config}
+    return {"augment": "none", **config}
 
 
 def preset_defaults(setting):

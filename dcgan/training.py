@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dcgan.augment import DRAWS_PER_AUGMENTATION, augment
 from dcgan.datasets import IMAGE_SHAPE, load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
@@ -24,7 +25,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, saved_config
+from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 
@@ -42,6 +43,7 @@ class TrainConfig:
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # learning rate of both optimizers
     ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
     batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
+    augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
     minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
@@ -72,6 +74,8 @@ class Trainer:
 
     Its defaults are the classic algorithm. `activation` ("tanh" or "leaky_relu") is both models'
     hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers.
+    `augment` ("translation,cutout", ... or "none") names the dcgan.augment augmentations applied
+    to every image the discriminator sees.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
     weights with that decay; it draws the samples and is what gets saved as the generator.
     `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
@@ -80,9 +84,10 @@ class Trainer:
     """
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
-                 optimizer="sgd", ema=0.0, activation="tanh"):
+                 optimizer="sgd", ema=0.0, activation="tanh", augment="none"):
         keras.utils.set_random_seed(seed)
         self.seed = seed
+        self.augmentations = augmentations(augment)
         self.ema = ema
         self.latent_dim = latent_dim
         self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
@@ -113,7 +118,7 @@ class Trainer:
     def for_run(cls, config, image_shape=IMAGE_SHAPE, devices=None, xla=False):
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
-                   xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation)
+                   xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -129,15 +134,24 @@ class Trainer:
 
     def noise(self, count, stream):
         """Uniform noise in [-1, 1], a pure function of (seed, stream): a step's noise never depends on what ran before."""
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(stream, tf.int64)])
-        return tf.random.stateless_uniform((count, self.latent_dim), seed, minval=-1.0, maxval=1.0, alg="philox")
+        return self._uniform((count, self.latent_dim), stream, -1.0)
 
-    def _discriminator_step(self, real, noise):
+    def augmentation_draws(self, count, step):
+        """The random numbers behind a step's augmentation of its real, generated, and generator-step images."""
+        # Negative streams, so that they never meet the noise's (2 * step and 2 * step + 1).
+        shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
+        return [self._uniform(shape, -1 - (3 * step + part)) for part in range(3)]
+
+    def _uniform(self, shape, stream, minval=0.0):
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(stream, tf.int64)])
+        return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=1.0, alg="philox")
+
+    def _discriminator_step(self, real, noise, real_draws, fake_draws):
         # As the classic: generated images come from the generator in inference mode (its
         # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
         fake = tf.cast(run_generator(self.generator, noise, training=False), real.dtype)
         batch_size = tf.shape(real)[0]
-        images = tf.concat([real, fake], axis=0)
+        images = augment(tf.concat([real, fake], axis=0), self.augmentations, tf.concat([real_draws, fake_draws], axis=0))
         labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
         with tf.GradientTape() as tape:
             scores = self.discriminator(images, training=True)
@@ -155,10 +169,11 @@ class Trainer:
             "d_acc_fake": tf.reduce_mean(tf.cast(fake_scores < 0.5, tf.float32)),
         }
 
-    def _generator_step(self, noise):
+    def _generator_step(self, noise, draws):
         with tf.GradientTape() as tape:
             # d_on_g(noise), with the generator run the cheap way; it trains d_on_g's unfrozen variables.
-            scores = self.discriminator(run_generator(self.generator, noise, training=True), training=True)
+            fake = augment(run_generator(self.generator, noise, training=True), self.augmentations, draws)
+            scores = self.discriminator(fake, training=True)
             loss = binary_crossentropy(tf.ones_like(scores), scores)
             scaled = self.g_optimizer.scale_loss(loss / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
@@ -168,7 +183,8 @@ class Trainer:
     def _train_step(self, real, step):
         """One classic step; `step` picks the noise, so the same seed and step give the same update."""
         batch_size = tf.shape(real)[0]
-        values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1))
+        values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1),
+                               *self.augmentation_draws(batch_size, step))
         if self.average_generator is not None:
             # Warmed up as tf.train.ExponentialMovingAverage does, so early averages are not stuck at the start.
             steps = tf.cast(step, tf.float32)
@@ -177,8 +193,8 @@ class Trainer:
                 average.assign(decay * average + (1.0 - decay) * variable)
         return values
 
-    def _both_updates(self, real, discriminator_noise, generator_noise):
-        values = self.strategy.run(self._replica_step, args=(real, discriminator_noise, generator_noise))
+    def _both_updates(self, *batches):
+        values = self.strategy.run(self._replica_step, args=batches)
         return {name: self.strategy.reduce("MEAN", value, axis=None) for name, value in values.items()}
 
     def _replica_step(self, *batches):
@@ -186,9 +202,10 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         share = tf.shape(batches[0])[0] // context.num_replicas_in_sync
         start = context.replica_id_in_sync_group * share
-        real, discriminator_noise, generator_noise = (batch[start : start + share] for batch in batches)
-        d_values = self._discriminator_step(real, discriminator_noise)
-        return {**d_values, "g_loss": self._generator_step(generator_noise)}
+        real, discriminator_noise, generator_noise, real_draws, fake_draws, generator_draws = (
+            batch[start : start + share] for batch in batches)
+        d_values = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
+        return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws)}
 
 
 def _replicas():
@@ -281,6 +298,7 @@ def train(config, resume=False):
     """
     if config.image_size:
         doublings(config.image_size)  # an unsupported size fails now, before a folder is read
+    augmentations(config.augment)  # as must an unknown augmentation
     images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
     if config.batch_size > len(images):
         raise UserError(
@@ -443,7 +461,7 @@ def use_threads(count):
         ) from None
 
 
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "ema",
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "ema", "augment",
                    "batch_size", "seed", "sample_count", "mixed_precision")
 
 

@@ -42,6 +42,7 @@ def assert_one_line_error(result, message):
         (["--optimizer", "rmsprop"], "'rmsprop' is not one of 'adam', 'sgd'"),
         (["--minutes", "0"], "not in the range x>0"),
         (["--ema", "1"], "not in the range 0<=x<1"),
+        (["--augment", "translation,flip"], "unknown augmentation flip; give a comma-separated list of translation and cutout, or none"),
     ],
 )
 def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
@@ -79,19 +80,19 @@ def test_dry_run_prints_the_configuration(tmp_path):
 
 
 def test_a_preset_sets_the_training_settings_and_options_override_it():
-    settings = ("activation", "optimizer", "lr", "ema", "batch_size")
+    settings = ("activation", "optimizer", "lr", "ema", "batch_size", "augment")
     for preset in ("fast", "classic"):
         assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
     assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
-    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, 0.99, 32]
+    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, 0.99, 32, "none"]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
 
 
 def test_help_explains_every_option():
     for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--activation", "--ema", "--batch-size",
-                                        "--epochs", "--steps", "--minutes", "--seed", "--weights-dir", "--samples-dir",
-                                        "--sample-every", "--save-every"]),
+                                        "--augment", "--epochs", "--steps", "--minutes", "--seed", "--weights-dir",
+                                        "--samples-dir", "--sample-every", "--save-every"]),
                              ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
                                            "--interpolate", "--walks", "--points", "--spherical", "--gif"]),
                              ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
@@ -101,7 +102,7 @@ def test_help_explains_every_option():
             assert option in text
     train_help = " ".join(invoke("train", "--help").output.split())
     assert "[default: fast]" in train_help
-    for setting in ("batch_size", "activation", "optimizer", "lr", "ema"):
+    for setting in ("batch_size", "activation", "optimizer", "lr", "ema", "augment"):
         assert f"[default: {preset_defaults(setting)}]" in train_help
     assert "[default: 10000" in invoke("evaluate", "--help").output
 

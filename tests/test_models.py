@@ -94,12 +94,13 @@ def test_each_step_trains_only_its_own_model_over_alternating_steps():
     for step in range(3):
         real = rng.uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
         g_before, d_before = snapshot(generator), snapshot(discriminator)
-        trainer.discriminator_step(real, trainer.noise(4, 2 * step))
+        real_draws, fake_draws, generator_draws = trainer.augmentation_draws(4, step)
+        trainer.discriminator_step(real, trainer.noise(4, 2 * step), real_draws, fake_draws)
         assert not any(changed(g_before, snapshot(generator))), f"step {step}: discriminator step changed the generator"
         assert all(changed(d_before, snapshot(discriminator))), f"step {step}: a discriminator variable did not learn"
 
         g_before, d_before = snapshot(generator), snapshot(discriminator)
-        trainer.generator_step(trainer.noise(4, 2 * step + 1))
+        trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws)
         assert not any(changed(d_before, snapshot(discriminator))), f"step {step}: generator step changed the discriminator"
         g_changed = changed(g_before, snapshot(generator))
         assert all(g_changed[i] for i in generator_trainable), f"step {step}: a generator variable did not learn"

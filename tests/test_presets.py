@@ -69,7 +69,7 @@ def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero():
     scores = trainer.discriminator(np.concatenate([real, generated]), training=False).numpy().ravel().astype(np.float64)
     targets = np.array([1] * 8 + [0] * 8)
     expected = np.mean(-(targets * np.log(scores) + (1 - targets) * np.log(1 - scores)))
-    loss = float(trainer.discriminator_step(real, noise)["d_loss"])
+    loss = float(trainer.discriminator_step(real, noise, *trainer.augmentation_draws(8, 0)[:2])["d_loss"])
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
@@ -138,17 +138,17 @@ def elapsed_seconds(config):
 
 
 def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_earlier_time(tmp_path, capsys):
-    config = tiny_config(tmp_path, steps=100_000, minutes=0.05, sample_every=100_000, save_every=100_000)
+    config = tiny_config(tmp_path, steps=100_000, minutes=0.15, sample_every=100_000, save_every=100_000)
     dcgan.train(config)
     elapsed = elapsed_seconds(config)
-    assert len(elapsed) > 1 and elapsed[-2] < 3 <= elapsed[-1]
+    assert len(elapsed) > 1 and elapsed[-2] < 9 <= elapsed[-1]
     run = json.loads((Path(config.weights_dir) / "run.json").read_text())
     assert run["step"] == len(elapsed), "the last step is saved"
     assert (Path(config.samples_dir) / f"fakes_epoch{run['epoch']:04d}_step{len(elapsed):07d}.png").exists()
 
     dcgan.train(config, resume=True)
     assert "Nothing to do" in capsys.readouterr().out
-    longer = dataclasses.replace(config, minutes=0.1)
+    longer = dataclasses.replace(config, minutes=0.25)
     dcgan.train(longer, resume=True)
     resumed = elapsed_seconds(longer)
-    assert resumed[: len(elapsed)] == elapsed and resumed[-2] < 6 <= resumed[-1]
+    assert resumed[: len(elapsed)] == elapsed and resumed[-2] < 15 <= resumed[-1]

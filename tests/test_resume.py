@@ -60,6 +60,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"optimizer": "sgd"}, "--optimizer sgd: the saved run used adam"),
     ({"activation": "tanh"}, "--activation tanh: the saved run used leaky_relu"),
     ({"ema": 0.5}, "--ema 0.5: the saved run used"),
+    ({"augment": "none"}, "--augment none: the saved run used"),
     ({"dataset": "fashion-mnist"}, "--dataset fashion-mnist"),
 ])
 def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
@@ -225,15 +226,31 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
 
 def test_a_run_saved_before_presets_existed_resumes_as_the_classic_algorithm(tmp_path):
     dcgan.train(tiny_config(tmp_path, preset="classic", steps=4))
-    # Such a run.json has no preset, activation, optimizer or ema: it trained the classic way.
-    for run_file in (tmp_path / "weights").rglob("run.json"):
-        run = json.loads(run_file.read_text())
-        for name in ("preset", "activation", "optimizer", "ema"):
-            del run["config"][name]
-        run_file.write_text(json.dumps(run))
+    # Such a run.json has no preset, activation, optimizer, ema or augment: it trained the classic way.
+    forget_settings(tmp_path / "weights", "preset", "activation", "optimizer", "ema", "augment")
     resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     saved = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert saved["step"] == 6 and (saved["config"]["preset"], saved["config"]["optimizer"]) == ("classic", "sgd")
     refused = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, "--optimizer", "adam", cwd=tmp_path)
     assert refused.returncode != 0 and "--optimizer adam: the saved run used sgd" in refused.stderr
+
+
+def test_a_run_saved_before_augmentation_existed_resumes_without_it(tmp_path):
+    dcgan.train(tiny_config(tmp_path, augment="none", steps=4))
+    forget_settings(tmp_path / "weights", "augment")
+    resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    saved = json.loads((tmp_path / "weights" / "run.json").read_text())
+    assert saved["step"] == 6 and (saved["config"]["preset"], saved["config"]["augment"]) == ("fast", "none")
+    refused = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, "--augment", "cutout", cwd=tmp_path)
+    assert refused.returncode != 0 and "--augment cutout: the saved run used none" in refused.stderr
+
+
+def forget_settings(weights_dir, *names):
+    """Make the run in `weights_dir` look like one saved before `names` were settings."""
+    for run_file in Path(weights_dir).rglob("run.json"):
+        run = json.loads(run_file.read_text())
+        for name in names:
+            del run["config"][name]
+        run_file.write_text(json.dumps(run))

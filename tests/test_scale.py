@@ -33,7 +33,7 @@ def test_two_devices_train_like_one(tmp_path):
         from dcgan.datasets import load_dataset
         images = load_dataset("mnist-sample")[:64]
         def weights_after_steps(devices):
-            trainer = dcgan.Trainer(0.0005, 0, devices=devices, ema=0.9)  # the weight average too
+            trainer = dcgan.Trainer(0.0005, 0, devices=devices, ema=0.9, augment="translation,cutout")  # the average and augmentation too
             for step in range(4):
                 values = trainer.train_step(images[step * 16 : (step + 1) * 16], tf.constant(step, tf.int64))
             assert trainer.strategy.num_replicas_in_sync == (len(devices) if devices else 1)
@@ -51,7 +51,7 @@ def test_two_devices_train_like_one(tmp_path):
 
 def test_the_xla_step_matches_the_plain_one():
     real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
-    plain, compiled = Trainer(0.0005, 0), Trainer(0.0005, 0, xla=True)
+    plain, compiled = (Trainer(0.0005, 0, xla=xla, augment="translation,cutout") for xla in (False, True))
     for step in range(2):
         plain_values = plain.train_step(real, np.int64(step))
         compiled_values = compiled.train_step(real, np.int64(step))
