@@ -224,27 +224,23 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     assert "Resuming at step 4" in resumed.stdout and read_run_info(weights)["step"] == 5
 
 
-def test_a_run_saved_before_presets_existed_resumes_as_the_classic_algorithm(tmp_path):
-    dcgan.train(tiny_config(tmp_path, preset="classic", steps=4))
-    # Such a run.json has no preset, activation, optimizer, ema or augment: it trained the classic way.
-    forget_settings(tmp_path / "weights", "preset", "activation", "optimizer", "ema", "augment")
+@pytest.mark.parametrize("trained_with, forgotten, kept, refused, message", [
+    # A run.json from before presets has no preset, activation, optimizer, ema or augment: it trained the classic way.
+    ({"preset": "classic"}, ("preset", "activation", "optimizer", "ema", "augment"), {"preset": "classic", "optimizer": "sgd"},
+     ["--optimizer", "adam"], "--optimizer adam: the saved run used sgd"),
+    # One from before augmentation trained without it.
+    ({"augment": "none"}, ("augment",), {"preset": "fast", "augment": "none"},
+     ["--augment", "cutout"], "--augment cutout: the saved run used none"),
+])
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refused, message):
+    dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
+    forget_settings(tmp_path / "weights", *forgotten)
     resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     saved = json.loads((tmp_path / "weights" / "run.json").read_text())
-    assert saved["step"] == 6 and (saved["config"]["preset"], saved["config"]["optimizer"]) == ("classic", "sgd")
-    refused = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, "--optimizer", "adam", cwd=tmp_path)
-    assert refused.returncode != 0 and "--optimizer adam: the saved run used sgd" in refused.stderr
-
-
-def test_a_run_saved_before_augmentation_existed_resumes_without_it(tmp_path):
-    dcgan.train(tiny_config(tmp_path, augment="none", steps=4))
-    forget_settings(tmp_path / "weights", "augment")
-    resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    saved = json.loads((tmp_path / "weights" / "run.json").read_text())
-    assert saved["step"] == 6 and (saved["config"]["preset"], saved["config"]["augment"]) == ("fast", "none")
-    refused = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, "--augment", "cutout", cwd=tmp_path)
-    assert refused.returncode != 0 and "--augment cutout: the saved run used none" in refused.stderr
+    assert saved["step"] == 6 and {name: saved["config"][name] for name in kept} == kept
+    refusal = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, *refused, cwd=tmp_path)
+    assert refusal.returncode != 0 and message in refusal.stderr
 
 
 def forget_settings(weights_dir, *names):
