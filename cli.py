@@ -58,7 +58,7 @@ def main():
 @click.option("--augment", default=None,
               help="Augment every image the discriminator sees, real and generated, in both players' steps, so that it "
                    "cannot learn a small dataset by heart: translation (shift by up to 1/8 of the side), cutout (blank "
-                   "a square half the side), both comma-separated, or none. The generator still learns unaugmented "
+                   "a square about half the side), both comma-separated, or none. The generator still learns unaugmented "
                    f"images (DiffAugment).  [default: {preset_defaults('augment')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")

@@ -36,7 +36,10 @@ def translate(images, uniforms):
 
 
 def cut_out(images, uniforms):
-    """Set a square of CUTOUT of each image's side to 0 (mid-gray), centred anywhere in the image."""
+    """Set a square of about CUTOUT of each image's side to 0 (mid-gray), centred anywhere in the image.
+
+    The square is centred on a pixel, so its side is odd: 15 pixels at 28. Near an edge it is cut off.
+    """
     height, width = images.shape[1], images.shape[2]
     half_height, half_width = round(CUTOUT * height) // 2, round(CUTOUT * width) // 2
     centres = tf.cast(tf.floor(uniforms * [height, width]), tf.int32)
