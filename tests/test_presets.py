@@ -137,11 +137,16 @@ def elapsed_seconds(config):
         return [float(row["elapsed_seconds"]) for row in csv.DictReader(file)]
 
 
+def ends_at_the_first_step_past(limit, elapsed):
+    # On a loaded machine the first step (tracing) alone may pass the limit: then it is the only one.
+    return elapsed and all(seconds < limit for seconds in elapsed[:-1]) and elapsed[-1] >= limit
+
+
 def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_earlier_time(tmp_path, capsys):
     config = tiny_config(tmp_path, steps=100_000, minutes=0.15, sample_every=100_000, save_every=100_000)
     dcgan.train(config)
     elapsed = elapsed_seconds(config)
-    assert len(elapsed) > 1 and elapsed[-2] < 9 <= elapsed[-1]
+    assert ends_at_the_first_step_past(9, elapsed)
     run = json.loads((Path(config.weights_dir) / "run.json").read_text())
     assert run["step"] == len(elapsed), "the last step is saved"
     assert (Path(config.samples_dir) / f"fakes_epoch{run['epoch']:04d}_step{len(elapsed):07d}.png").exists()
@@ -151,4 +156,4 @@ def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_e
     longer = dataclasses.replace(config, minutes=0.25)
     dcgan.train(longer, resume=True)
     resumed = elapsed_seconds(longer)
-    assert resumed[: len(elapsed)] == elapsed and resumed[-2] < 15 <= resumed[-1]
+    assert resumed[: len(elapsed)] == elapsed and ends_at_the_first_step_past(15, resumed[len(elapsed):])
