@@ -24,6 +24,7 @@ CANDIDATES = {
     "adam": ["--preset", "classic", "--optimizer", "adam", "--lr", "0.0002"],
     "no-augment": ["--augment", "none"],
     "batch-32": ["--batch-size", "32"],
+    "generator-lr": ["--generator-lr", "0.0005"],
     "fast": [],  # the defaults: LeakyReLU, Adam, augmentation, a weight average, batch 64
 }
 COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"

@@ -34,13 +34,14 @@ def augmentations(setting):
 def saved_config(run_info):
     """The TrainConfig fields of a saved run.
 
-    Runs saved before presets existed trained the classic way, and runs saved before augmentation
-    existed trained without it.
+    Runs saved before presets existed trained the classic way; runs saved before augmentation
+    existed trained without it, and those saved before the generator had its own learning rate
+    trained it at `lr`.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", **config}
+    return {"augment": "none", "generator_lr": None, **config}
 
 
 def preset_defaults(setting):

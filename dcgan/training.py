@@ -41,6 +41,7 @@ class TrainConfig:
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # learning rate of both optimizers
+    generator_lr: float | None = None  # the generator's own learning rate; None: lr
     ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
     batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
     augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
@@ -73,7 +74,8 @@ class Trainer:
     """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step.
 
     Its defaults are the classic algorithm. `activation` ("tanh" or "leaky_relu") is both models'
-    hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers.
+    hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers,
+    unless `generator_lr` gives the generator its own learning rate.
     `augment` ("translation,cutout", ... or "none") names the dcgan.augment augmentations applied
     to every image the discriminator sees.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
@@ -84,7 +86,7 @@ class Trainer:
     """
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
-                 optimizer="sgd", ema=0.0, activation="tanh", augment="none"):
+                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None):
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.augmentations = augmentations(augment)
@@ -101,7 +103,7 @@ class Trainer:
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
             self.generator_variables = list(self.d_on_g.trainable_variables)
             self.d_optimizer = make_optimizer(optimizer, lr, mixed_precision)
-            self.g_optimizer = make_optimizer(optimizer, lr, mixed_precision)
+            self.g_optimizer = make_optimizer(optimizer, generator_lr or lr, mixed_precision)
             self.d_optimizer.build(self.discriminator_variables)
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
@@ -118,7 +120,8 @@ class Trainer:
     def for_run(cls, config, image_shape=IMAGE_SHAPE, devices=None, xla=False):
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
-                   xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment)
+                   xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
+                   generator_lr=config.generator_lr)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -461,8 +464,8 @@ def use_threads(count):
         ) from None
 
 
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "ema", "augment",
-                   "batch_size", "seed", "sample_count", "mixed_precision")
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
+                   "augment", "batch_size", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):

@@ -87,6 +87,7 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
     assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, 0.99, 32, "none"]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
+    assert dry_run()["generator_lr"] is None and dry_run("--generator-lr", "0.0005")["generator_lr"] == 0.0005
 
 
 def test_help_explains_every_option():

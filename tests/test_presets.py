@@ -81,6 +81,9 @@ def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
     for optimizer in sgd.optimizers().values():
         assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
         assert optimizer.momentum == 0.9 and float(optimizer.learning_rate) == pytest.approx(0.0005)
+    faster_generator = Trainer.for_run(TrainConfig(lr=0.0002, generator_lr=0.0005))
+    assert float(faster_generator.d_optimizer.learning_rate) == pytest.approx(0.0002)
+    assert float(faster_generator.g_optimizer.learning_rate) == pytest.approx(0.0005)
     with pytest.raises(UserError, match="unknown optimizer 'rmsprop'; choose one of adam, sgd"):
         Trainer(0.001, 0, optimizer="rmsprop")
 

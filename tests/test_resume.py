@@ -56,6 +56,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"batch_size": 4}, "--batch-size 4: the saved run used 8"),
     ({"seed": 9}, "--seed 9: the saved run used 0"),
     ({"lr": 0.001}, "--lr 0.001"),
+    ({"generator_lr": 0.001}, "--generator-lr 0.001: the saved run used None"),
     ({"preset": "classic"}, "--preset classic: the saved run used fast"),
     ({"optimizer": "sgd"}, "--optimizer sgd: the saved run used adam"),
     ({"activation": "tanh"}, "--activation tanh: the saved run used leaky_relu"),
@@ -225,8 +226,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
 
 
 @pytest.mark.parametrize("trained_with, forgotten, kept, refused, message", [
-    # A run.json from before presets has no preset, activation, optimizer, ema or augment: it trained the classic way.
-    ({"preset": "classic"}, ("preset", "activation", "optimizer", "ema", "augment"), {"preset": "classic", "optimizer": "sgd"},
+    # A run.json from before presets has no preset, activation, optimizer, ema, augment or generator_lr:
+    # it trained the classic way.
+    ({"preset": "classic"}, ("preset", "activation", "optimizer", "ema", "augment", "generator_lr"), {"preset": "classic", "optimizer": "sgd"},
      ["--optimizer", "adam"], "--optimizer adam: the saved run used sgd"),
     # One from before augmentation trained without it.
     ({"augment": "none"}, ("augment",), {"preset": "fast", "augment": "none"},
