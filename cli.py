@@ -46,7 +46,8 @@ def main():
               help="Both players' optimizer: adam (beta1 0.5, as in the DCGAN paper) or sgd (Nesterov momentum 0.9, "
                    f"the classic's).  [default: {preset_defaults('optimizer')}]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Learning rate of both optimizers.  [default: {preset_defaults('lr')}]")
+              help=f"Learning rate of both optimizers, or of the discriminator's alone with --generator-lr.  "
+                   f"[default: {preset_defaults('lr')}]")
 @click.option("--generator-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="The generator's own learning rate; --lr is then the discriminator's. A faster generator, such as "
                    "0.0005 with the fast preset's 0.0002, scored better after 5,400 steps in the README's screening.  "
