@@ -1,17 +1,18 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-trains them with Adam on batches of 64, augments what the discriminator sees, and averages the
-generator's weights. It was chosen by measuring candidates with `dcgan evaluate` (the README's
-comparison). "classic" is the classic keras-dcgan algorithm, step for step.
+trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
+what the discriminator sees, and averages the generator's weights. It was chosen by measuring
+candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic keras-dcgan
+algorithm, step for step.
 """
 from dcgan.errors import UserError
 
 PRESETS = {
-    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "ema": 0.999, "batch_size": 64,
-             "augment": "translation,cutout"},
-    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "ema": 0.0, "batch_size": 128,
-                "augment": "none"},
+    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
+             "batch_size": 64, "augment": "translation,cutout"},
+    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
+                "batch_size": 128, "augment": "none"},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
@@ -44,6 +45,11 @@ def saved_config(run_info):
     return {"augment": "none", "generator_lr": None, **config}
 
 
+def shown(value):
+    """A setting's value as the command line spells it: None, an unset setting, is "none"."""
+    return "none" if value is None else value
+
+
 def preset_defaults(setting):
     """'0.0002 with fast, 0.0005 with classic': a setting's value in each preset, for help texts."""
-    return ", ".join(f"{values[setting]} with {name}" for name, values in PRESETS.items())
+    return ", ".join(f"{shown(values[setting])} with {name}" for name, values in PRESETS.items())

@@ -25,7 +25,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config
+from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 
@@ -40,8 +40,8 @@ class TrainConfig:
     preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings down to ema came from
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
-    lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # learning rate of both optimizers
-    generator_lr: float | None = None  # the generator's own learning rate; None: lr
+    lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
+    generator_lr: float | None = PRESETS[DEFAULT_PRESET]["generator_lr"]  # the generator's own learning rate; None: lr
     ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
     batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
     augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
@@ -475,7 +475,7 @@ def check_resumable(config, run_info, saved):
         if getattr(config, name) != settings[name]:
             option = "--" + name.replace("_", "-")
             raise UserError(
-                f"cannot resume with {option} {getattr(config, name)}: the saved run used {settings[name]}; "
+                f"cannot resume with {option} {shown(getattr(config, name))}: the saved run used {shown(settings[name])}; "
                 f"leave {option} out to keep it, or start a new run in another --weights-dir"
             )
     for name in ("image_shape", "latent_dim", "dataset_size"):

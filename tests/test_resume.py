@@ -56,7 +56,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"batch_size": 4}, "--batch-size 4: the saved run used 8"),
     ({"seed": 9}, "--seed 9: the saved run used 0"),
     ({"lr": 0.001}, "--lr 0.001"),
-    ({"generator_lr": 0.001}, "--generator-lr 0.001: the saved run used None"),
+    ({"generator_lr": 0.001}, "--generator-lr 0.001: the saved run used 0.0005"),
     ({"preset": "classic"}, "--preset classic: the saved run used fast"),
     ({"optimizer": "sgd"}, "--optimizer sgd: the saved run used adam"),
     ({"activation": "tanh"}, "--activation tanh: the saved run used leaky_relu"),
@@ -233,6 +233,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     # One from before augmentation trained without it.
     ({"augment": "none"}, ("augment",), {"preset": "fast", "augment": "none"},
      ["--augment", "cutout"], "--augment cutout: the saved run used none"),
+    # One from before the generator had its own learning rate trained it at --lr, not at the fast preset's 0.0005.
+    ({"generator_lr": None}, ("generator_lr",), {"preset": "fast", "generator_lr": None},
+     ["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none"),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refused, message):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
