@@ -37,7 +37,7 @@ class TrainConfig:
     image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
     channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
-    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings down to ema came from
+    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to augment came from
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
