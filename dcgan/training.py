@@ -103,7 +103,7 @@ class Trainer:
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
             self.generator_variables = list(self.d_on_g.trainable_variables)
             self.d_optimizer = make_optimizer(optimizer, lr, mixed_precision)
-            self.g_optimizer = make_optimizer(optimizer, generator_lr or lr, mixed_precision)
+            self.g_optimizer = make_optimizer(optimizer, lr if generator_lr is None else generator_lr, mixed_precision)
             self.d_optimizer.build(self.discriminator_variables)
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
