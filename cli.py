@@ -35,18 +35,13 @@ def main():
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
-              help="Training settings to start from; the options below override them. fast: LeakyReLU, a wider "
-                   "generator, Adam and a weight average; real-looking digits within minutes on a CPU. classic: the classic keras-dcgan "
+              help="Training settings to start from; the options below override them. fast: LeakyReLU, Adam and "
+                   "a weight average; real-looking digits within minutes on a CPU. classic: the classic keras-dcgan "
                    "algorithm exactly (tanh, SGD with Nesterov momentum). The README compares them.")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
               help="Both models' hidden activations: leaky_relu (slope 0.2, as in the DCGAN paper) or tanh (the "
-                   "classic's). The layers are otherwise the classic models' (see --generator-width); the images still come out of a tanh.  "
+                   "classic's). The layers are otherwise the classic models'; the images still come out of a tanh.  "
                    f"[default: {preset_defaults('activation')}]")
-@click.option("--generator-width", type=POSITIVE, default=None,
-              help="Filters in the generator's last hidden convolution (the classic's 64); each earlier upsampling "
-                   "block, at larger image sizes, has twice as many. The fast preset's 128 scored better at every "
-                   "point of the README's comparison for about 15% more time a step.  "
-                   f"[default: {preset_defaults('generator_width')}]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
               help="Both players' optimizer: adam (beta1 0.5, as in the DCGAN paper) or sgd (Nesterov momentum 0.9, "
                    f"the classic's).  [default: {preset_defaults('optimizer')}]")

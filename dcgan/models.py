@@ -1,5 +1,5 @@
 """The classic Keras DCGAN models, layer for layer, as Sequential models of built-in layers,
-and the same family scaled to other image sizes, to colour and to a wider generator.
+and the same family scaled to other image sizes and to colour.
 
 Built-in layers only, so a saved `generator.keras` loads in any script with
 `keras.saving.load_model` and no dcgan code installed.
@@ -14,7 +14,6 @@ from dcgan.errors import UserError
 from dcgan.presets import ACTIVATIONS
 
 LATENT_DIM = 100
-CLASSIC_WIDTH = 64  # filters in the classic generator's hidden convolution
 
 
 def hidden_activation(name):
@@ -44,20 +43,19 @@ def doublings(size):
     raise UserError(f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)")
 
 
-def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh", width=CLASSIC_WIDTH):
+def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh"):
     """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1].
 
     At 28x28x1 it is the classic generator exactly; `activation` may replace its hidden tanh
-    layers (the output stays tanh) and `width` its hidden convolution's 64 filters. Other sizes
-    start from a smaller or larger map and add an upsampling block for each extra doubling,
-    halving the filters towards the image, down to `width` in the last hidden convolution.
+    layers (the output stays tanh). Other sizes start from a smaller or larger
+    map and add an upsampling block for each extra doubling, halving the filters towards the image.
     `synchronized` pools batch-norm statistics across devices when a batch is split across them.
     """
     size, _, channels = image_shape
     count = doublings(size)
     base = size // 2**count
     blocks = []
-    for filters in [width * 2**i for i in reversed(range(count - 1))]:
+    for filters in [64 * 2**i for i in reversed(range(count - 1))]:
         blocks += [layers.UpSampling2D(2), layers.Conv2D(filters, 5, padding="same"), hidden_activation(activation)]
     return keras.Sequential(
         [

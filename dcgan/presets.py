@@ -1,18 +1,18 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-doubles the filters of the generator's hidden convolution, trains them with Adam on batches of
-64 (the generator faster than the discriminator), augments what the discriminator sees, and
-averages the generator's weights. It was chosen by measuring candidates with `dcgan evaluate`
-(the README's comparison). "classic" is the classic keras-dcgan algorithm, step for step.
+trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
+what the discriminator sees, and averages the generator's weights. It was chosen by measuring
+candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic keras-dcgan
+algorithm, step for step.
 """
 from dcgan.errors import UserError
 
 PRESETS = {
     "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
-             "batch_size": 64, "generator_width": 128, "augment": "translation,cutout"},
+             "batch_size": 64, "augment": "translation,cutout"},
     "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
-                "batch_size": 128, "generator_width": 64, "augment": "none"},
+                "batch_size": 128, "augment": "none"},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
@@ -36,13 +36,13 @@ def saved_config(run_info):
     """The TrainConfig fields of a saved run.
 
     Runs saved before presets existed trained the classic way; runs saved before augmentation
-    existed trained without it, those saved before the generator had its own learning rate
-    trained it at `lr`, and those saved before its width could change had the classic's.
+    existed trained without it, and those saved before the generator had its own learning rate
+    trained it at `lr`.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", "generator_lr": None, "generator_width": PRESETS["classic"]["generator_width"], **config}
+    return {"augment": "none", "generator_lr": None, **config}
 
 
 def shown(value):

@@ -22,7 +22,7 @@ from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
 from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
-from dcgan.models import CLASSIC_WIDTH, LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
+from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
@@ -39,7 +39,6 @@ class TrainConfig:
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
     preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to augment came from
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
-    generator_width: int = PRESETS[DEFAULT_PRESET]["generator_width"]  # filters in the generator's last hidden convolution; 64: the classic's
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
     generator_lr: float | None = PRESETS[DEFAULT_PRESET]["generator_lr"]  # the generator's own learning rate; None: lr
@@ -75,9 +74,8 @@ class Trainer:
     """The generator, the discriminator, the stacked d_on_g model, their optimizers and one training step.
 
     Its defaults are the classic algorithm. `activation` ("tanh" or "leaky_relu") is both models'
-    hidden activation and `generator_width` the filters of the generator's last hidden convolution;
-    `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers, unless `generator_lr`
-    gives the generator its own learning rate.
+    hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers,
+    unless `generator_lr` gives the generator its own learning rate.
     `augment` ("translation,cutout", ... or "none") names the dcgan.augment augmentations applied
     to every image the discriminator sees.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
@@ -88,8 +86,7 @@ class Trainer:
     """
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
-                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None,
-                 generator_width=CLASSIC_WIDTH):
+                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None):
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.augmentations = augmentations(augment)
@@ -99,7 +96,7 @@ class Trainer:
         with self.strategy.scope(), dtype_policy("mixed_float16" if mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
             synchronized = self.strategy.num_replicas_in_sync > 1
-            self.generator = build_generator(latent_dim, image_shape, synchronized, activation, generator_width)
+            self.generator = build_generator(latent_dim, image_shape, synchronized, activation)
             self.discriminator = build_discriminator(image_shape, activation)
             # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
             self.discriminator_variables = list(self.discriminator.trainable_variables)
@@ -111,7 +108,7 @@ class Trainer:
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
             if ema:
-                self.average_generator = build_generator(latent_dim, image_shape, synchronized, activation, generator_width)
+                self.average_generator = build_generator(latent_dim, image_shape, synchronized, activation)
                 self.average_generator.set_weights(self.generator.get_weights())
         self.discriminator_step = tf.function(self._discriminator_step)
         self.generator_step = tf.function(self._generator_step)
@@ -124,7 +121,7 @@ class Trainer:
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
                    xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
-                   generator_lr=config.generator_lr, generator_width=config.generator_width)
+                   generator_lr=config.generator_lr)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -467,8 +464,8 @@ def use_threads(count):
         ) from None
 
 
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "generator_width", "optimizer", "lr",
-                   "generator_lr", "ema", "augment", "batch_size", "seed", "sample_count", "mixed_precision")
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
+                   "augment", "batch_size", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):

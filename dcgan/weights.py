@@ -145,9 +145,7 @@ def load_generator(weights_dir="weights"):
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    config = saved_config(run_info)
-    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=config["activation"],
-                                width=config["generator_width"])
+    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=saved_config(run_info)["activation"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
     return generator
 

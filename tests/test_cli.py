@@ -80,19 +80,18 @@ def test_dry_run_prints_the_configuration(tmp_path):
 
 
 def test_a_preset_sets_the_training_settings_and_options_override_it():
-    settings = ("activation", "generator_width", "optimizer", "lr", "generator_lr", "ema", "batch_size", "augment")
+    settings = ("activation", "optimizer", "lr", "generator_lr", "ema", "batch_size", "augment")
     for preset in ("fast", "classic"):
         assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
     assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
-    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", 64, "adam", 0.0005, None, 0.99, 32, "none"]
+    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, None, 0.99, 32, "none"]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
-    assert dry_run()["generator_width"] == 128 and dry_run("--generator-width", "96")["generator_width"] == 96
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--activation", "--generator-width", "--ema", "--batch-size",
+    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--activation", "--ema", "--batch-size",
                                         "--augment", "--epochs", "--steps", "--minutes", "--seed", "--weights-dir",
                                         "--samples-dir", "--sample-every", "--save-every"]),
                              ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",

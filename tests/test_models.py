@@ -68,15 +68,6 @@ def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
         assert leaky.count_params() == classic.count_params()
 
 
-def test_a_wider_generator_widens_only_its_hidden_convolutions():
-    classic, wide = build_generator(), build_generator(width=128)
-    assert layer_summary(wide) == [(kind, shape[:-1] + (128,) if shape[-1] == 64 else shape) for kind, shape in layer_summary(classic)]
-    assert wide.count_params() - classic.count_params() == 5 * 5 * 128 * 64 + 64 + 5 * 5 * 64 * 1
-    # At 128 x 128 the blocks halve their filters from 4 x width down to width at the last hidden convolution.
-    filters = [layer.filters for layer in build_generator(image_shape=(128, 128, 3), width=32).layers if type(layer).__name__ == "Conv2D"]
-    assert filters == [128, 64, 32, 3]
-
-
 def test_d_on_g_stacks_the_two_models_and_trains_only_the_generator():
     generator, discriminator = build_generator(), build_discriminator()
     d_on_g = build_d_on_g(generator, discriminator)
