@@ -225,25 +225,27 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     assert "Resuming at step 4" in resumed.stdout and read_run_info(weights)["step"] == 5
 
 
-@pytest.mark.parametrize("trained_with, forgotten, kept, refused, message", [
+@pytest.mark.parametrize("trained_with, forgotten, kept, refusals", [
     # A run.json from before presets has no preset, activation, optimizer, ema, augment or generator_lr:
     # it trained the classic way.
     ({"preset": "classic"}, ("preset", "activation", "optimizer", "ema", "augment", "generator_lr"), {"preset": "classic", "optimizer": "sgd"},
-     ["--optimizer", "adam"], "--optimizer adam: the saved run used sgd"),
+     [(["--optimizer", "adam"], "--optimizer adam: the saved run used sgd")]),
     # One from before augmentation trained without it, and its generator at --lr, not at the fast preset's 0.0005
     # (the generator had no rate of its own yet).
     ({"augment": "none", "generator_lr": None}, ("augment", "generator_lr"), {"preset": "fast", "augment": "none", "generator_lr": None},
-     ["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none"),
+     [(["--augment", "cutout"], "--augment cutout: the saved run used none"),
+      (["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none")]),
 ])
-def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refused, message):
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
     forget_settings(tmp_path / "weights", *forgotten)
     resumed = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 6, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     saved = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert saved["step"] == 6 and {name: saved["config"][name] for name in kept} == kept
-    refusal = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, *refused, cwd=tmp_path)
-    assert refusal.returncode != 0 and message in refusal.stderr
+    for refused, message in refusals:
+        refusal = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, *refused, cwd=tmp_path)
+        assert refusal.returncode != 0 and message in refusal.stderr
 
 
 def forget_settings(weights_dir, *names):
