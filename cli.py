@@ -18,6 +18,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 POSITIVE = click.IntRange(min=1)
 
 
+class NumberOrNone(click.ParamType):
+    """A number in the click range `numbers`, or "none" for None: a setting a preset may have and a user may turn off."""
+
+    def __init__(self, numbers):
+        self.numbers = numbers
+        self.name = f"{numbers.name}|none"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            if value.strip().lower() == "none":
+                return None
+            try:
+                float(value)
+            except ValueError:
+                self.fail(f"{value!r} is neither a number nor none", param, ctx)
+        return self.numbers.convert(value, param, ctx)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main():
     """Train the classic DCGAN on digits or your own data, and draw images from it."""
@@ -65,6 +83,12 @@ def main():
                    "cannot learn a small dataset by heart: translation (shift by up to 1/8 of the side), cutout (blank "
                    "a square about half the side), both comma-separated, or none. The generator still learns unaugmented "
                    f"images (DiffAugment).  [default: {preset_defaults('augment')}]")
+@click.option("--augment-target", type=NumberOrNone(click.FloatRange(min=0, max=1, min_open=True, max_open=True)), default=None,
+              help="Augment only as often as needed: each image with a probability that starts at 0 and adapts every "
+                   "step, rising while the discriminator calls more than this fraction of the real images it sees real "
+                   "and falling while it calls fewer (StyleGAN2-ADA's heuristic). none augments every image. The "
+                   "probability is in the progress line, metrics.csv and curves.png.  "
+                   f"[default: {preset_defaults('augment_target')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -102,14 +126,13 @@ def train(ctx, dry_run, resume, **options):
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])
+    # Options given on this command line override the saved run's settings or the preset's, even as none.
+    given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     with user_errors():
         if resume:
-            # The saved run's settings, overridden only by the options given on this command line.
-            given = {name: value for name, value in options.items()
-                     if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
             config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), "overwrite": False, **given})
         else:
-            config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None})
+            config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(config), indent=2))
             return

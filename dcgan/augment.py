@@ -24,6 +24,11 @@ def augment(images, augmentations, draws):
     return images
 
 
+def augment_chosen(images, augmentations, draws, chosen):
+    """`images` augmented as `augment` does where `chosen` (n booleans) is true, and as they are elsewhere."""
+    return tf.where(tf.reshape(chosen, (-1, 1, 1, 1)), augment(images, augmentations, draws), images)
+
+
 def translate(images, uniforms):
     """Shift each image by up to TRANSLATION of its side in each direction, mirroring the edges into the gap."""
     height, width = images.shape[1], images.shape[2]

@@ -9,7 +9,7 @@ import numpy as np
 from dcgan.images import to_picture
 
 # Per-step values the training step reports, in the order of metrics.csv's columns.
-STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
+STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "augment_p")
 METRICS_FILE = "metrics.csv"  # in the weights folder, one row per step
 METRICS_COLUMNS = ("step", "epoch", *STEP_VALUES, "elapsed_seconds")
 
@@ -56,7 +56,8 @@ class Progress:
         print(
             f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
             f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  "
-            f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}  {self.images_per_second():.0f} img/s",
+            f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}  augment p {mean['augment_p']:.2f}  "
+            f"{self.images_per_second():.0f} img/s",
             end=end,
             flush=True,
         )

@@ -19,8 +19,9 @@ GRID_NAME = re.compile(r"fakes_epoch\d+_step(\d+)\.png")
 PANELS = [
     ("losses", [("d_loss", "d_loss", (200, 60, 40)), ("g_loss", "g_loss", (40, 90, 200))], None),
     ("discriminator's mean score", [("d_real", "D(x), real", (200, 60, 40)), ("d_fake", "D(G(z)), generated", (40, 90, 200))], (0, 1)),
-    ("discriminator's accuracy (0.5: fooled half the time)",
-     [("d_acc_real", "on real", (200, 60, 40)), ("d_acc_fake", "on generated", (40, 90, 200))], (0, 1)),
+    ("discriminator's accuracy (0.5: fooled half the time) and augment probability",
+     [("d_acc_real", "on real", (200, 60, 40)), ("d_acc_fake", "on generated", (40, 90, 200)),
+      ("augment_p", "augment p", (60, 150, 60))], (0, 1)),
 ]
 WIDTH, PANEL_HEIGHT, MARGIN = 900, 230, 60
 

@@ -2,7 +2,8 @@
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
 trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
-what the discriminator sees, and averages the generator's weights. It was chosen by measuring
+what the discriminator sees as often as it needs to stop it learning the data by heart, and
+averages the generator's weights. It was chosen by measuring
 candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic keras-dcgan
 algorithm, step for step.
 """
@@ -10,9 +11,9 @@ from dcgan.errors import UserError
 
 PRESETS = {
     "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
-             "batch_size": 64, "augment": "translation,cutout"},
+             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7},
     "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
-                "batch_size": 128, "augment": "none"},
+                "batch_size": 128, "augment": "none", "augment_target": None},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
@@ -36,13 +37,13 @@ def saved_config(run_info):
     """The TrainConfig fields of a saved run.
 
     Runs saved before presets existed trained the classic way; runs saved before augmentation
-    existed trained without it, and those saved before the generator had its own learning rate
-    trained it at `lr`.
+    existed trained without it, those saved before the generator had its own learning rate
+    trained it at `lr`, and those saved before augmentation adapted augmented every image.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", "generator_lr": None, **config}
+    return {"augment": "none", "generator_lr": None, "augment_target": None, **config}
 
 
 def shown(value):

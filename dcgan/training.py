@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.augment import DRAWS_PER_AUGMENTATION, augment
+from dcgan.augment import DRAWS_PER_AUGMENTATION, augment_chosen
 from dcgan.datasets import IMAGE_SHAPE, load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
@@ -27,6 +27,10 @@ from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, 
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
+
+# Real images over which adaptive augmentation can take its probability from 0 to 1 (StyleGAN2-ADA:
+# 500,000; a 30-minute run here sees about 330,000).
+ADAPTATION_IMAGES = 64_000
 
 
 @dataclasses.dataclass
@@ -45,6 +49,8 @@ class TrainConfig:
     ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
     batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
     augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
+    augment_target: float | None = PRESETS[DEFAULT_PRESET]["augment_target"]  # adapt how often to augment so that the
+    # discriminator calls this fraction of the real images it sees real; None: augment every image
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
     minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
@@ -77,7 +83,9 @@ class Trainer:
     hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers,
     unless `generator_lr` gives the generator its own learning rate.
     `augment` ("translation,cutout", ... or "none") names the dcgan.augment augmentations applied
-    to every image the discriminator sees.
+    to every image the discriminator sees. With `augment_target`, each image is augmented with a
+    probability that adapts, as in StyleGAN2-ADA: it starts at 0, and every step it rises while the
+    discriminator calls more than that fraction of the real images real, and falls while it calls fewer.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
     weights with that decay; it draws the samples and is what gets saved as the generator.
     `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
@@ -86,10 +94,11 @@ class Trainer:
     """
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
-                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None):
+                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None, augment_target=None):
         keras.utils.set_random_seed(seed)
         self.seed = seed
         self.augmentations = augmentations(augment)
+        self.augment_target = augment_target if self.augmentations else None
         self.ema = ema
         self.latent_dim = latent_dim
         self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
@@ -110,6 +119,8 @@ class Trainer:
             if ema:
                 self.average_generator = build_generator(latent_dim, image_shape, synchronized, activation)
                 self.average_generator.set_weights(self.generator.get_weights())
+            always = self.augmentations and augment_target is None
+            self.augment_probability = tf.Variable(1.0 if always else 0.0, trainable=False, name="augment_probability")
         self.discriminator_step = tf.function(self._discriminator_step)
         self.generator_step = tf.function(self._generator_step)
         self.train_step = tf.function(self._train_step)
@@ -121,7 +132,7 @@ class Trainer:
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
                    xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
-                   generator_lr=config.generator_lr)
+                   generator_lr=config.generator_lr, augment_target=config.augment_target)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -140,21 +151,34 @@ class Trainer:
         return self._uniform((count, self.latent_dim), stream, -1.0)
 
     def augmentation_draws(self, count, step):
-        """The random numbers behind a step's augmentation of its real, generated, and generator-step images."""
-        # Negative streams, so that they never meet the noise's (2 * step and 2 * step + 1).
-        shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
-        return [self._uniform(shape, -1 - (3 * step + part)) for part in range(3)]
+        """The random numbers behind a step's augmentation of its real, generated, and generator-step images.
 
-    def _uniform(self, shape, stream, minval=0.0):
+        Each row: the coin that decides whether the image is augmented (below the augment
+        probability), then DRAWS_PER_AUGMENTATION numbers per augmentation.
+        """
+        # Negative streams, so that they never meet the noise's (2 * step and 2 * step + 1). The
+        # coins come from the same streams folded with 1: drawing them in the same call would
+        # change every augmentation that runs saved before they existed drew.
+        shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
+        streams = [-1 - (3 * step + part) for part in range(3)]
+        return [tf.concat([self._uniform((count, 1), stream, fold=1), self._uniform(shape, stream)], axis=1) for stream in streams]
+
+    def _uniform(self, shape, stream, minval=0.0, fold=None):
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(stream, tf.int64)])
+        if fold is not None:
+            seed = tf.random.experimental.stateless_fold_in(seed, fold)
         return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=1.0, alg="philox")
+
+    def _augment(self, images, draws):
+        """`images` augmented with the augment probability; `draws` as `augmentation_draws` makes them."""
+        return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
         # As the classic: generated images come from the generator in inference mode (its
         # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
         fake = tf.cast(run_generator(self.generator, noise, training=False), real.dtype)
         batch_size = tf.shape(real)[0]
-        images = augment(tf.concat([real, fake], axis=0), self.augmentations, tf.concat([real_draws, fake_draws], axis=0))
+        images = self._augment(tf.concat([real, fake], axis=0), tf.concat([real_draws, fake_draws], axis=0))
         labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
         with tf.GradientTape() as tape:
             scores = self.discriminator(images, training=True)
@@ -175,7 +199,7 @@ class Trainer:
     def _generator_step(self, noise, draws):
         with tf.GradientTape() as tape:
             # d_on_g(noise), with the generator run the cheap way; it trains d_on_g's unfrozen variables.
-            fake = augment(run_generator(self.generator, noise, training=True), self.augmentations, draws)
+            fake = self._augment(run_generator(self.generator, noise, training=True), draws)
             scores = self.discriminator(fake, training=True)
             loss = binary_crossentropy(tf.ones_like(scores), scores)
             scaled = self.g_optimizer.scale_loss(loss / _replicas())
@@ -188,6 +212,11 @@ class Trainer:
         batch_size = tf.shape(real)[0]
         values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1),
                                *self.augmentation_draws(batch_size, step))
+        values["augment_p"] = self.augment_probability.read_value()
+        if self.augment_target is not None:
+            # As StyleGAN2-ADA's, but every step: from 0 to 1 in ADAPTATION_IMAGES real images at the fastest.
+            change = tf.sign(values["d_acc_real"] - self.augment_target) * tf.cast(batch_size, tf.float32) / ADAPTATION_IMAGES
+            self.augment_probability.assign(tf.clip_by_value(self.augment_probability + change, 0.0, 1.0))
         if self.average_generator is not None:
             # Warmed up as tf.train.ExponentialMovingAverage does, so early averages are not stuck at the start.
             steps = tf.cast(step, tf.float32)
@@ -348,7 +377,7 @@ def train(config, resume=False):
     if config.steps is not None:
         total_steps = min(total_steps, config.steps)
     metrics_path = weights_dir / METRICS_FILE
-    elapsed_before = restart_metrics(metrics_path, step)
+    elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"})
     time_limit = math.inf if config.minutes is None else 60 * config.minutes
     if step >= total_steps or elapsed_before >= time_limit:
         print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps} after "
@@ -465,7 +494,7 @@ def use_threads(count):
 
 
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
-                   "augment", "batch_size", "seed", "sample_count", "mixed_precision")
+                   "augment", "augment_target", "batch_size", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):
@@ -486,19 +515,20 @@ def check_resumable(config, run_info, saved):
             )
 
 
-def restart_metrics(path, step):
+def restart_metrics(path, step, fill):
     """Keep the metrics rows up to `step` (a killed run may have logged steps past its checkpoint).
 
-    Returns the elapsed seconds at `step`, so the time column carries on.
+    Columns an earlier dcgan did not write take their value from `fill`, {column: text}: a run
+    saved then had a constant augment probability. Returns the elapsed seconds at `step`, so the
+    time column carries on.
     """
     rows = []
     if step and path.exists():
         with open(path, newline="") as file:
-            rows = [row for row in csv.reader(file)][1:]
-        rows = [row for row in rows if int(row[0]) <= step]
+            rows = [row for row in csv.DictReader(file) if int(row["step"]) <= step]
     with open(path, "w", newline="") as file:
-        csv.writer(file).writerows([METRICS_COLUMNS, *rows])
-    return float(rows[-1][-1]) if rows else 0.0
+        csv.writer(file).writerows([METRICS_COLUMNS, *([row.get(name, fill.get(name)) for name in METRICS_COLUMNS] for row in rows)])
+    return float(rows[-1]["elapsed_seconds"]) if rows else 0.0
 
 
 def _last_checkpoint(step, weights_dir):

@@ -3,7 +3,8 @@
     weights/
       generator.weights.h5, discriminator.weights.h5   the latest weights
       generator.keras, discriminator.keras             the same models, self-describing
-      run.json                                         configuration, step, epoch, versions (written last)
+      run.json                                         configuration, step, epoch, augment probability,
+                                                       versions (written last)
       metrics.csv                                      one row per step
       snapshots/step0000500/                           a whole checkpoint: both models' weights,
                                                        optimizers.npz (momentum) and run.json
@@ -61,7 +62,9 @@ def save_checkpoint(folder, trainer, run_info, keep):
     folder = Path(folder)
     snapshots = folder / SNAPSHOTS
     snapshots.mkdir(exist_ok=True)
-    run_text = json.dumps({**run_info, "versions": versions()}, indent=2) + "\n"
+    # A float32 read as a Python float survives JSON exactly, so a resumed run augments as the original did.
+    augment_probability = float(trainer.augment_probability.numpy())
+    run_text = json.dumps({**run_info, "augment_probability": augment_probability, "versions": versions()}, indent=2) + "\n"
     models = trainer.models()
     final = snapshots / snapshot_name(run_info["step"])
     if not final.exists():
@@ -109,6 +112,8 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
         for role, optimizer in trainer.optimizers().items():
             for i, variable in enumerate(optimizer.variables):
                 variable.assign(saved[f"{role}_{i}"])
+    if "augment_probability" in run_info:  # runs saved before it existed kept it at its starting value
+        trainer.augment_probability.assign(run_info["augment_probability"])
     return run_info
 
 

@@ -3,9 +3,10 @@ import pytest
 import tensorflow as tf
 
 from dcgan import Trainer, UserError
-from dcgan.augment import augment, cut_out, translate
+from dcgan.augment import augment, augment_chosen, cut_out, translate
 from dcgan.datasets import load_dataset
 from dcgan.presets import augmentations
+from dcgan.training import ADAPTATION_IMAGES
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 2)).astype(np.float32)
 MOST = 4  # an eighth of 28, rounded
@@ -53,6 +54,15 @@ def test_gradients_flow_through_the_augmentations_to_every_kept_pixel():
     np.testing.assert_array_equal(augment(IMAGES, (), draws[:, :0]), IMAGES)
 
 
+def test_only_the_chosen_images_are_augmented():
+    draws = np.full((3, 4), 0.5, np.float32)
+    everything = augment(IMAGES, ("translation", "cutout"), draws).numpy()
+    some = augment_chosen(IMAGES, ("translation", "cutout"), draws, tf.constant([True, False, True])).numpy()
+    np.testing.assert_array_equal(some[[0, 2]], everything[[0, 2]])
+    np.testing.assert_array_equal(some[1], IMAGES[1])
+    assert not np.array_equal(everything[1], IMAGES[1])
+
+
 def test_augmentation_names_are_checked():
     assert augmentations("translation, cutout") == ("translation", "cutout")
     assert augmentations("none") == ()
@@ -74,3 +84,37 @@ def test_augmentation_changes_training_and_the_same_seed_repeats_it():
     assert max(np.abs(a - b).max() for a, b in zip(plain, augmented)) > 1e-5
     for a, b in zip(augmented, again):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator():
+    real = load_dataset("mnist-sample")[:8]
+
+    def trainer(augment, augment_target=None, probability=None):
+        made = Trainer(0.0002, 0, optimizer="adam", activation="leaky_relu", augment=augment, augment_target=augment_target)
+        if probability is not None:
+            made.augment_probability.assign(probability)
+        return made
+
+    def weights_after_one_step(trainer):
+        trainer.train_step(real, tf.constant(0, tf.int64))
+        return trainer.generator.get_weights() + trainer.discriminator.get_weights()
+
+    # It starts at probability 0, where the discriminator sees every image as it is; at 1 it augments them all.
+    adaptive = trainer("translation,cutout", 0.8)
+    assert float(adaptive.augment_probability) == 0
+    for start, equivalent in ((adaptive, trainer("none")), (trainer("translation,cutout", 0.8, 1.0), trainer("translation,cutout"))):
+        for a, b in zip(weights_after_one_step(start), weights_after_one_step(equivalent), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    # Each step moves it by a batch's share of ADAPTATION_IMAGES: up while the discriminator calls more
+    # than the target fraction of real images real, down while it calls fewer.
+    adaptive = trainer("translation,cutout", 0.5, 0.5)
+    expected, moves = 0.5, set()
+    for step in range(6):
+        values = adaptive.train_step(real, tf.constant(step, tf.int64))
+        assert float(values["augment_p"]) == pytest.approx(expected, abs=1e-6), "the step reports the probability it used"
+        move = np.sign(float(values["d_acc_real"]) - 0.5)
+        expected += move * len(real) / ADAPTATION_IMAGES
+        moves.add(move)
+    assert float(adaptive.augment_probability) == pytest.approx(expected, abs=1e-6)
+    assert moves - {0}, "the discriminator's accuracy moved the probability at least once"

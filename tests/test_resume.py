@@ -28,28 +28,32 @@ def metrics_rows(weights_dir):
 def all_state(trainer):
     models = [w for model in trainer.models().values() for w in model.get_weights()]
     optimizers = [v.numpy() for optimizer in trainer.optimizers().values() for v in optimizer.variables]
-    return models + optimizers
+    return models + optimizers + [trainer.augment_probability.numpy()]
 
 
 def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
-    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=8, save_every=3))
-    dcgan.train(tiny_config(tmp_path / "split", steps=4, save_every=3))
+    # A low augment target, so that the augment probability moves in these few steps and must be resumed too.
+    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=8, save_every=3, augment_target=0.01))
+    assert float(straight.augment_probability) > 0
+    dcgan.train(tiny_config(tmp_path / "split", steps=4, save_every=3, augment_target=0.01))
     # As if killed after logging steps past its last checkpoint (step 4): those rows must go.
     with open(tmp_path / "split" / "weights" / "metrics.csv", "a") as file:
         file.write("5,1,9,9,0.5,0.5,99\n6,1,9,9,0.5,0.5,99\n")
-    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=8, save_every=3), resume=True)
+    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=8, save_every=3, augment_target=0.01), resume=True)
 
     for a, b in zip(all_state(straight), all_state(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     straight_rows, split_rows = metrics_rows(tmp_path / "straight" / "weights"), metrics_rows(tmp_path / "split" / "weights")
     assert [r["step"] for r in split_rows] == [str(s) for s in range(1, 9)]
-    assert [r["d_loss"] for r in split_rows] == [r["d_loss"] for r in straight_rows]
+    for column in ("d_loss", "augment_p"):
+        assert [r[column] for r in split_rows] == [r[column] for r in straight_rows]
     elapsed = [float(r["elapsed_seconds"]) for r in split_rows]
     assert elapsed == sorted(elapsed), "elapsed time carries on across the resume"
     grid = "fakes_epoch0001_step0000008.png"
     assert (tmp_path / "split" / "samples" / grid).read_bytes() == (tmp_path / "straight" / "samples" / grid).read_bytes()
     run = json.loads((tmp_path / "split" / "weights" / "run.json").read_text())
     assert run["step"] == 8 and run["config"]["steps"] == 8
+    assert run["augment_probability"] == float(straight.augment_probability.numpy())
 
 
 @pytest.mark.parametrize("change, message", [
@@ -62,6 +66,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"activation": "tanh"}, "--activation tanh: the saved run used leaky_relu"),
     ({"ema": 0.5}, "--ema 0.5: the saved run used"),
     ({"augment": "none"}, "--augment none: the saved run used"),
+    ({"augment_target": None}, "--augment-target none: the saved run used 0.7"),
     ({"dataset": "fashion-mnist"}, "--dataset fashion-mnist"),
 ])
 def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
@@ -235,6 +240,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     ({"augment": "none", "generator_lr": None}, ("augment", "generator_lr"), {"preset": "fast", "augment": "none", "generator_lr": None},
      [(["--augment", "cutout"], "--augment cutout: the saved run used none"),
       (["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none")]),
+    # One from before augmentation adapted augmented every image, and logged no augment probability.
+    ({"augment_target": None}, ("augment_target",), {"preset": "fast", "augment": "translation,cutout", "augment_target": None},
+     [(["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none")]),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
@@ -243,15 +251,27 @@ def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, tr
     assert resumed.returncode == 0, resumed.stderr
     saved = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert saved["step"] == 6 and {name: saved["config"][name] for name in kept} == kept
+    # Its probability never changed: 1 with augmentation, 0 without, in the rows it logged before and after.
+    augmented = saved["config"]["augment"] != "none"
+    assert saved["augment_probability"] == float(augmented)
+    assert [row["augment_p"] for row in metrics_rows(tmp_path / "weights")] == [str(int(augmented))] * 6
     for refused, message in refusals:
         refusal = run_dcgan("train", "--resume", "--weights-dir", tmp_path / "weights", "--steps", 8, *refused, cwd=tmp_path)
         assert refusal.returncode != 0 and message in refusal.stderr
 
 
 def forget_settings(weights_dir, *names):
-    """Make the run in `weights_dir` look like one saved before `names` were settings."""
+    """Make the run in `weights_dir` look like one saved before `names` were settings, and before the augment
+    probability was saved and logged."""
     for run_file in Path(weights_dir).rglob("run.json"):
         run = json.loads(run_file.read_text())
         for name in names:
             del run["config"][name]
+        del run["augment_probability"]
         run_file.write_text(json.dumps(run))
+    rows = metrics_rows(weights_dir)
+    with open(Path(weights_dir) / "metrics.csv", "w", newline="") as file:
+        columns = [name for name in rows[0] if name != "augment_p"]
+        writer = csv.DictWriter(file, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
