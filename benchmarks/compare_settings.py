@@ -28,6 +28,7 @@ CANDIDATES = {
     "batch-32": ["--batch-size", "32", "--generator-lr", "0.0002", "--augment-target", "none"],
     "equal-lr": ["--generator-lr", "0.0002", "--augment-target", "none"],
     "always-augment": ["--augment-target", "none"],
+    "augment-target-0.6": ["--augment-target", "0.6"],
     # The defaults: LeakyReLU, Adam (generator 0.0005, discriminator 0.0002), adaptive augmentation, a weight average, batch 64.
     "fast": [],
 }

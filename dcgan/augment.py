@@ -1,9 +1,11 @@
-"""Differentiable augmentation (DiffAugment, Zhao et al. 2020) of every image the discriminator sees.
+"""Differentiable augmentation (DiffAugment, Zhao et al. 2020) of the images the discriminator sees.
 
 On a few thousand images the discriminator learns the training set by heart and the generator's
 samples get worse the longer it trains. Shifting and blanking each image at random, real and
 generated alike and in both players' steps, keeps the discriminator from memorising while the
 generator, whose gradient flows through the same operations, still learns the unaugmented images.
+The Trainer decides how often an image is augmented: always, or as often as adaptive
+augmentation finds necessary (`augment_chosen`).
 """
 import tensorflow as tf
 
