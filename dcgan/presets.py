@@ -3,9 +3,8 @@
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
 trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
 what the discriminator sees as often as it needs to stop it learning the data by heart, and
-averages the generator's weights. It was chosen by measuring
-candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic keras-dcgan
-algorithm, step for step.
+averages the generator's weights. It was chosen by measuring candidates with `dcgan evaluate`
+(the README's comparison). "classic" is the classic keras-dcgan algorithm, step for step.
 """
 from dcgan.errors import UserError
 
