@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dcgan.augment import DRAWS_PER_AUGMENTATION, augment_chosen
+from dcgan.augment import DRAWS_PER_AUGMENTATION, augment, augment_chosen
 from dcgan.datasets import IMAGE_SHAPE, load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
@@ -171,6 +171,8 @@ class Trainer:
 
     def _augment(self, images, draws):
         """`images` augmented with the augment probability; `draws` as `augmentation_draws` makes them."""
+        if self.augment_target is None:  # every image or none: no coin to toss, no images to choose between
+            return augment(images, self.augmentations, draws[:, 1:])
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
