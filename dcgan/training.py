@@ -153,15 +153,18 @@ class Trainer:
     def augmentation_draws(self, count, step):
         """The random numbers behind a step's augmentation of its real, generated, and generator-step images.
 
-        Each row: the coin that decides whether the image is augmented (below the augment
-        probability), then DRAWS_PER_AUGMENTATION numbers per augmentation.
+        Each row: DRAWS_PER_AUGMENTATION numbers per augmentation, after, when augmentation adapts,
+        the coin that decides whether the image is augmented (below the augment probability).
         """
         # Negative streams, so that they never meet the noise's (2 * step and 2 * step + 1). The
         # coins come from the same streams folded with 1: drawing them in the same call would
         # change every augmentation that runs saved before they existed drew.
         shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
         streams = [-1 - (3 * step + part) for part in range(3)]
-        return [tf.concat([self._uniform((count, 1), stream, fold=1), self._uniform(shape, stream)], axis=1) for stream in streams]
+        draws = [self._uniform(shape, stream) for stream in streams]
+        if self.augment_target is None:
+            return draws
+        return [tf.concat([self._uniform((count, 1), stream, fold=1), d], axis=1) for stream, d in zip(streams, draws)]
 
     def _uniform(self, shape, stream, minval=0.0, fold=None):
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(stream, tf.int64)])
@@ -172,7 +175,7 @@ class Trainer:
     def _augment(self, images, draws):
         """`images` augmented with the augment probability; `draws` as `augmentation_draws` makes them."""
         if self.augment_target is None:  # every image or none: no coin to toss, no images to choose between
-            return augment(images, self.augmentations, draws[:, 1:])
+            return augment(images, self.augmentations, draws)
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
