@@ -344,8 +344,7 @@ def train(config, resume=False):
         )
     if not 0 <= config.ema < 1:
         raise UserError(f"EMA decay {config.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it off")
-    if config.threads:
-        use_threads(config.threads)
+    use_threads(config.threads)
     devices = config.devices.split(",") if config.devices else None
     if devices and config.batch_size % len(devices):
         raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
@@ -486,16 +485,26 @@ def draw_run_pictures(weights_dir, samples_dir):
         animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
 
 
-def use_threads(count):
-    """Run TensorFlow's ops on `count` threads; possible only before TensorFlow has run anything else."""
+def use_threads(count=None):
+    """Run TensorFlow's ops one at a time, each on `count` threads (None: every core).
+
+    Possible only before TensorFlow has run anything else. After, `count` is refused; without one,
+    ops stay as TensorFlow started them, side by side, and the run says what that costs.
+    """
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(count)
-        tf.config.threading.set_inter_op_parallelism_threads(count)
+        if count:
+            tf.config.threading.set_intra_op_parallelism_threads(count)
+        # Ops side by side made two processes with the same seed train weights that differ in the
+        # last bits, and drift apart from there; one at a time, they train the same.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
-        raise UserError(
-            f"cannot switch to {count} threads: TensorFlow already started with "
-            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else runs"
-        ) from None
+        if count:
+            raise UserError(
+                f"cannot switch to {count} threads: TensorFlow already started with "
+                f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else runs"
+            ) from None
+        print("TensorFlow started before training, running ops side by side: another process with the same seed "
+              "may train slightly different weights (train before anything else runs to make them the same)")
 
 
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",

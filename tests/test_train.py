@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,21 @@ def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
     assert (tmp_path / "again" / "samples" / grid).read_bytes() == (Path(config.samples_dir) / grid).read_bytes()
     other = dcgan.train(tiny_config(tmp_path / "other", seed=1, steps=1))
     assert not np.array_equal(other.generator.get_weights()[0], Trainer.for_run(config).generator.get_weights()[0])
+
+
+def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
+    # Two users' runs, side by side so that they compete for the cores: ops that run in whatever order
+    # the threads take them would show here, and not within one process.
+    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "64",
+               "--steps", "20", "--sample-every", "100", "--seed", "3"]
+    runs = [subprocess.Popen([*command, "--weights-dir", f"{name}/weights", "--samples-dir", f"{name}/samples"], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for run in runs:
+        _, errors = run.communicate(timeout=300)
+        assert run.returncode == 0, errors
+    for load in (load_generator, load_discriminator):
+        for a, b in zip(load(tmp_path / "a" / "weights").get_weights(), load(tmp_path / "b" / "weights").get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
