@@ -489,7 +489,8 @@ def use_threads(count=None):
     """Run TensorFlow's ops one at a time, each on `count` threads (None: every core).
 
     Possible only before TensorFlow has run anything else. After, `count` is refused; without one,
-    ops stay as TensorFlow started them, side by side, and the run says what that costs.
+    ops stay side by side, as TensorFlow started them, and training says that another process may
+    not train the same weights.
     """
     try:
         if count:
