@@ -80,9 +80,9 @@ def main():
               help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
 @click.option("--augment", default=None,
               help="Augment the images the discriminator sees (all, or as often as --augment-target says), real and "
-                   "generated, in both players' steps, so that it cannot learn a small dataset by heart: translation (shift by up to 1/8 of the side), cutout (blank "
-                   "a square about half the side), both comma-separated, or none. The generator still learns unaugmented "
-                   f"images (DiffAugment).  [default: {preset_defaults('augment')}]")
+                   "generated, in both players' steps, so that it cannot learn a small dataset by heart: translation "
+                   "(shift by up to 1/8 of the side), cutout (blank a square about half the side), both comma-separated, "
+                   f"or none. The generator still learns unaugmented images (DiffAugment).  [default: {preset_defaults('augment')}]")
 @click.option("--augment-target", type=NumberOrNone(click.FloatRange(min=0, max=1, min_open=True, max_open=True)), default=None,
               help="Augment only as often as needed: each image with a probability that starts at 0 and adapts every "
                    "step, rising while the discriminator calls more than this fraction of the real images it sees real "

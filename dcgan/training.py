@@ -333,6 +333,7 @@ def train(config, resume=False):
     With `resume`, continue the run in `config.weights_dir` from its newest snapshot: weights,
     optimizer state, step and epoch, data order and noise all carry on as if it had never stopped.
     """
+    use_threads(config.threads)  # first: nothing below may start TensorFlow before its threads are set
     if config.image_size:
         doublings(config.image_size)  # an unsupported size fails now, before a folder is read
     augmentations(config.augment)  # as must an unknown augmentation
@@ -344,7 +345,6 @@ def train(config, resume=False):
         )
     if not 0 <= config.ema < 1:
         raise UserError(f"EMA decay {config.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it off")
-    use_threads(config.threads)
     devices = config.devices.split(",") if config.devices else None
     if devices and config.batch_size % len(devices):
         raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
