@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, OPTIMIZERS, PRESETS, preset_defaults, saved_config
+from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, FAKE_BATCH_NORMS, OPTIMIZERS, PRESETS, preset_defaults, saved_config
 
 # Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
 # loads whatever this says); a user's own setting wins.
@@ -89,6 +89,12 @@ def main():
                    "and falling while it calls fewer (StyleGAN2-ADA's heuristic). none augments every image. The "
                    "probability is in the progress line, metrics.csv and curves.png.  "
                    f"[default: {preset_defaults('augment_target')}]")
+@click.option("--fake-batch-norm", type=click.Choice(FAKE_BATCH_NORMS), default=None,
+              help="How the generator's batch norm treats the generated images the discriminator learns from: batch "
+                   "normalizes each batch with its own statistics, as the generator's own step does (and PyTorch's "
+                   "DCGAN example); moving uses the running averages, as the classic's predict() does, which lag "
+                   "behind while the generator changes fast. batch scored better at 5 minutes in the README's "
+                   f"comparison.  [default: {preset_defaults('fake_batch_norm')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,

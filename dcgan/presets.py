@@ -2,7 +2,8 @@
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
 trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
-what the discriminator sees as often as it needs to stop it learning the data by heart, and
+what the discriminator sees as often as it needs to stop it learning the data by heart, shows
+the discriminator generated images normalized as the generator's own step makes them, and
 averages the generator's weights. It was chosen by measuring candidates with `dcgan evaluate`
 (the README's comparison). "classic" is the classic keras-dcgan algorithm, step for step.
 """
@@ -10,14 +11,15 @@ from dcgan.errors import UserError
 
 PRESETS = {
     "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
-             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7},
+             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7, "fake_batch_norm": "batch"},
     "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
-                "batch_size": 128, "augment": "none", "augment_target": None},
+                "batch_size": 128, "augment": "none", "augment_target": None, "fake_batch_norm": "moving"},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
 ACTIVATIONS = ("leaky_relu", "tanh")
 AUGMENTATIONS = ("translation", "cutout")
+FAKE_BATCH_NORMS = ("batch", "moving")
 
 
 def augmentations(setting):
@@ -37,12 +39,13 @@ def saved_config(run_info):
 
     Runs saved before presets existed trained the classic way; runs saved before augmentation
     existed trained without it, those saved before the generator had its own learning rate
-    trained it at `lr`, and those saved before augmentation adapted augmented every image.
+    trained it at `lr`, those saved before augmentation adapted augmented every image, and those
+    saved before `fake_batch_norm` existed drew the discriminator's generated images as the classic does.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", "generator_lr": None, "augment_target": None, **config}
+    return {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving", **config}
 
 
 def shown(value):

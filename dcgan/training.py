@@ -25,7 +25,7 @@ from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.presets import DEFAULT_PRESET, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
+from dcgan.presets import DEFAULT_PRESET, FAKE_BATCH_NORMS, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
 from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
 
 # Real images over which adaptive augmentation can take its probability from 0 to 1 (StyleGAN2-ADA:
@@ -41,7 +41,7 @@ class TrainConfig:
     image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
     channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
-    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to augment came from
+    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to fake_batch_norm came from
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
@@ -51,6 +51,8 @@ class TrainConfig:
     augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
     augment_target: float | None = PRESETS[DEFAULT_PRESET]["augment_target"]  # adapt how often to augment so that the
     # discriminator calls this fraction of the real images it sees real; None: augment every image
+    fake_batch_norm: str = PRESETS[DEFAULT_PRESET]["fake_batch_norm"]  # how the generator normalizes the images the
+    # discriminator learns from: "batch" statistics, as in the generator's step, or "moving" averages, as the classic's predict
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
     minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
@@ -86,6 +88,8 @@ class Trainer:
     to every image the discriminator sees. With `augment_target`, each image is augmented with a
     probability that adapts, as in StyleGAN2-ADA: it starts at 0, and every step it rises while the
     discriminator calls more than that fraction of the real images real, and falls while it calls fewer.
+    `fake_batch_norm` "batch" draws the generated images the discriminator learns from with the
+    generator's batch norm in training mode, as the generator's step does; "moving" in inference mode, as the classic.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
     weights with that decay; it draws the samples and is what gets saved as the generator.
     `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
@@ -94,8 +98,12 @@ class Trainer:
     """
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
-                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None, augment_target=None):
+                 optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None, augment_target=None,
+                 fake_batch_norm="moving"):
+        if fake_batch_norm not in FAKE_BATCH_NORMS:
+            raise UserError(f"unknown fake batch norm {fake_batch_norm!r}; choose one of {', '.join(FAKE_BATCH_NORMS)}")
         keras.utils.set_random_seed(seed)
+        self.fake_batch_norm = fake_batch_norm
         self.seed = seed
         self.augmentations = augmentations(augment)
         self.augment_target = augment_target if self.augmentations else None
@@ -132,7 +140,7 @@ class Trainer:
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
                    xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
-                   generator_lr=config.generator_lr, augment_target=config.augment_target)
+                   generator_lr=config.generator_lr, augment_target=config.augment_target, fake_batch_norm=config.fake_batch_norm)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -179,9 +187,10 @@ class Trainer:
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
-        # As the classic: generated images come from the generator in inference mode (its
-        # `predict`), and the discriminator learns from one batch of real (1) then generated (0).
-        fake = tf.cast(run_generator(self.generator, noise, training=False), real.dtype)
+        # The classic draws generated images in inference mode (its `predict`): batch norm then uses
+        # running averages that lag behind the batch statistics the generator's own step trains with.
+        # The discriminator learns from one batch of real (1) then generated (0), as the classic's.
+        fake = tf.cast(run_generator(self.generator, noise, training=self.fake_batch_norm == "batch"), real.dtype)
         batch_size = tf.shape(real)[0]
         images = self._augment(tf.concat([real, fake], axis=0), tf.concat([real_draws, fake_draws], axis=0))
         labels = tf.concat([tf.ones((batch_size, 1)), tf.zeros((batch_size, 1))], axis=0)
@@ -509,7 +518,7 @@ def use_threads(count=None):
 
 
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
-                   "augment", "augment_target", "batch_size", "seed", "sample_count", "mixed_precision")
+                   "augment", "augment_target", "fake_batch_norm", "batch_size", "seed", "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):

@@ -62,10 +62,13 @@ def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
     assert largest_difference(fast_weights, reference) > 1e-4, "the comparison could not tell another algorithm apart"
 
 
-def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero():
-    trainer = Trainer(0.0005, seed=0)
+@pytest.mark.parametrize("fake_batch_norm, batch_statistics", [("moving", False), ("batch", True)])
+def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_batch_norm, batch_statistics):
+    # A new generator's running averages (mean 0, variance 1) are far from its batches' statistics,
+    # so the two ways of drawing the generated images give different losses.
+    trainer = Trainer(0.0005, seed=0, fake_batch_norm=fake_batch_norm)
     real, noise = load_dataset("mnist-sample")[:8], trainer.noise(8, 0)
-    generated = trainer.generator(noise, training=False)
+    generated = trainer.generator(noise, training=batch_statistics)
     scores = trainer.discriminator(np.concatenate([real, generated]), training=False).numpy().ravel().astype(np.float64)
     targets = np.array([1] * 8 + [0] * 8)
     expected = np.mean(-(targets * np.log(scores) + (1 - targets) * np.log(1 - scores)))
@@ -99,6 +102,8 @@ def test_presets_fill_the_settings_that_are_not_given(tmp_path):
         dcgan.train(tiny_config(tmp_path, ema=1.5))
     with pytest.raises(UserError, match="unknown activation 'relu'; choose one of leaky_relu, tanh"):
         dcgan.train(tiny_config(tmp_path, activation="relu"))
+    with pytest.raises(UserError, match="unknown fake batch norm 'frozen'; choose one of batch, moving"):
+        dcgan.train(tiny_config(tmp_path, fake_batch_norm="frozen"))
 
 
 def values(model):

@@ -15,6 +15,7 @@ import pytest
 
 import dcgan
 from dcgan import TrainConfig, Trainer, UserError, load_generator
+from dcgan.datasets import MNIST_SAMPLE
 from dcgan.weights import load_checkpoint, snapshot_steps
 
 from conftest import run_dcgan, tiny_config
@@ -67,7 +68,9 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"ema": 0.5}, "--ema 0.5: the saved run used"),
     ({"augment": "none"}, "--augment none: the saved run used"),
     ({"augment_target": None}, "--augment-target none: the saved run used 0.7"),
-    ({"dataset": "fashion-mnist"}, "--dataset fashion-mnist"),
+    ({"fake_batch_norm": "moving"}, "--fake-batch-norm moving: the saved run used batch"),
+    # The same digits under another name: a machine without Fashion-MNIST can still run this.
+    ({"dataset": str(MNIST_SAMPLE)}, f"--dataset {MNIST_SAMPLE}: the saved run used mnist-sample"),
 ])
 def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
     config, _ = trained
@@ -243,6 +246,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     # One from before augmentation adapted augmented every image, and logged no augment probability.
     ({"augment_target": None}, ("augment_target",), {"preset": "fast", "augment": "translation,cutout", "augment_target": None},
      [(["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none")]),
+    # One from before fake_batch_norm drew the discriminator's generated images as the classic does.
+    ({"augment_target": None, "fake_batch_norm": "moving"}, ("fake_batch_norm",), {"preset": "fast", "fake_batch_norm": "moving"},
+     [(["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving")]),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
