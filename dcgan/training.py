@@ -501,6 +501,10 @@ def use_threads(count=None):
     ops stay side by side, as TensorFlow started them, and training says that another process may
     not train the same weights.
     """
+    # Grappler's constant folding may fold the constants of two traces of the same step in a
+    # different order, so their float rounding differs: two trainers with the same seed parted
+    # at step 96 with it and stayed identical without it.
+    tf.config.optimizer.set_experimental_options({"constant_folding": False})
     try:
         if count:
             tf.config.threading.set_intra_op_parallelism_threads(count)
