@@ -111,8 +111,8 @@ def main():
               help="Continue the run in --weights-dir from its newest snapshot. Its other settings are kept; "
                    "--epochs, --steps, cadences, --keep, --samples-dir and --logdir may be changed.")
 @click.option("--threads", type=POSITIVE, default=None,
-              help="CPU threads each of TensorFlow's ops uses; ops run one at a time, so that processes with the same "
-                   "seed train alike (the README says how far).  [default: every core]")
+              help="CPU threads each of TensorFlow's ops uses; ops run one at a time, so that a seed trains the same "
+                   "weights in any process.  [default: every core]")
 @click.option("--devices", default=None,
               help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
                    "with MirroredStrategy on one machine.  [default: one device]")

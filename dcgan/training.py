@@ -495,9 +495,10 @@ def draw_run_pictures(weights_dir, samples_dir):
 
 
 def use_threads(count=None):
-    """Run TensorFlow's ops one at a time, each on `count` threads (None: every core).
+    """Run TensorFlow's ops one at a time, each on `count` threads (None: every core), and trace steps
+    without Grappler's constant folding: both keep a seed training the same weights in any process.
 
-    Possible only before TensorFlow has run anything else. After, `count` is refused; without one,
+    The threads can be set only before TensorFlow has run anything else. After, `count` is refused; without one,
     ops stay side by side, as TensorFlow started them, and training says that another process may
     not train the same weights.
     """
