@@ -95,6 +95,13 @@ def main():
                    "DCGAN example); moving uses the running averages, as the classic's predict() does, which lag "
                    "behind while the generator changes fast. batch scored better at 5 minutes in the README's "
                    f"comparison.  [default: {preset_defaults('fake_batch_norm')}]")
+@click.option("--feature-matching", type=click.FloatRange(min=0), default=None,
+              help="Add to the generator's loss, with this weight, the squared distance between the mean features "
+                   "that the discriminator's last hidden layer finds in a batch of real images and in a batch of "
+                   "generated ones (Salimans et al. 2016). It grows when the generator draws some kinds of image too "
+                   "often and others too rarely, which the discriminator alone corrects slowly. 0: none, as the "
+                   "classic. g_loss reports only the discriminator's part.  "
+                   f"[default: {preset_defaults('feature_matching')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -19,9 +19,10 @@ from pathlib import Path
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
 
-# Every row but classic, adam and fast was measured when the fast preset drew the discriminator's generated
-# images with batch norm's running averages; --fake-batch-norm moving keeps them as they were.
-MOVING = ["--fake-batch-norm", "moving"]
+# Every row but classic, adam, no-feature-matching and fast was measured when the fast preset had no feature
+# matching and drew the discriminator's generated images with batch norm's running averages; these options keep
+# them as they were.
+MOVING = ["--feature-matching", "0", "--fake-batch-norm", "moving"]
 CANDIDATES = {
     "classic": ["--preset", "classic"],
     "adam": ["--preset", "classic", "--optimizer", "adam", "--lr", "0.0002"],
@@ -33,8 +34,10 @@ CANDIDATES = {
     "always-augment": ["--augment-target", "none", *MOVING],
     "augment-target-0.6": ["--augment-target", "0.6", *MOVING],
     "moving-batch-norm": MOVING,
+    # The defaults before feature matching.
+    "no-feature-matching": ["--feature-matching", "0"],
     # The defaults: LeakyReLU, Adam (generator 0.0005, discriminator 0.0002), adaptive augmentation, generated images
-    # normalized with their batch's statistics, a weight average, batch 64.
+    # normalized with their batch's statistics, feature matching, a weight average, batch 64.
     "fast": [],
 }
 COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"

@@ -11,9 +11,11 @@ from dcgan.errors import UserError
 
 PRESETS = {
     "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
-             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7, "fake_batch_norm": "batch"},
+             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7, "fake_batch_norm": "batch",
+             "feature_matching": 1.0},
     "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
-                "batch_size": 128, "augment": "none", "augment_target": None, "fake_batch_norm": "moving"},
+                "batch_size": 128, "augment": "none", "augment_target": None, "fake_batch_norm": "moving",
+                "feature_matching": 0.0},
 }
 DEFAULT_PRESET = "fast"
 OPTIMIZERS = ("adam", "sgd")
@@ -40,12 +42,14 @@ def saved_config(run_info):
     Runs saved before presets existed trained the classic way; runs saved before augmentation
     existed trained without it, those saved before the generator had its own learning rate
     trained it at `lr`, those saved before augmentation adapted augmented every image, and those
-    saved before `fake_batch_norm` existed drew the discriminator's generated images as the classic does.
+    saved before `fake_batch_norm` existed drew the discriminator's generated images as the classic does,
+    and those saved before `feature_matching` existed trained without it.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving", **config}
+    return {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
+            "feature_matching": 0.0, **config}
 
 
 def shown(value):

@@ -41,7 +41,7 @@ class TrainConfig:
     image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
     channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
-    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to fake_batch_norm came from
+    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings from activation to feature_matching came from
     activation: str = PRESETS[DEFAULT_PRESET]["activation"]  # both models' hidden layers: "leaky_relu" or the classic "tanh"
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
@@ -53,6 +53,8 @@ class TrainConfig:
     # discriminator calls this fraction of the real images it sees real; None: augment every image
     fake_batch_norm: str = PRESETS[DEFAULT_PRESET]["fake_batch_norm"]  # how the generator normalizes the images the
     # discriminator learns from: "batch" statistics, as in the generator's step, or "moving" averages, as the classic's predict
+    feature_matching: float = PRESETS[DEFAULT_PRESET]["feature_matching"]  # weight, in the generator's loss, of the distance
+    # between the mean discriminator features of real and generated images; 0: none, as the classic
     epochs: int = 30  # passes over the data
     steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
     minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
@@ -90,6 +92,7 @@ class Trainer:
     discriminator calls more than that fraction of the real images real, and falls while it calls fewer.
     `fake_batch_norm` "batch" draws the generated images the discriminator learns from with the
     generator's batch norm in training mode, as the generator's step does; "moving" in inference mode, as the classic.
+    `feature_matching` > 0 adds `feature_distance` with that weight to the generator's loss.
     With `ema` > 0, `average_generator` keeps an exponential moving average of the generator's
     weights with that decay; it draws the samples and is what gets saved as the generator.
     `devices` (TensorFlow device names) splits each batch across them with MirroredStrategy;
@@ -99,9 +102,12 @@ class Trainer:
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
                  optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None, augment_target=None,
-                 fake_batch_norm="moving"):
+                 fake_batch_norm="moving", feature_matching=0.0):
         if fake_batch_norm not in FAKE_BATCH_NORMS:
             raise UserError(f"unknown fake batch norm {fake_batch_norm!r}; choose one of {', '.join(FAKE_BATCH_NORMS)}")
+        if feature_matching < 0:
+            raise UserError(f"feature matching weight {feature_matching} is negative; give 0 for none, or a weight such as 1")
+        self.feature_matching = feature_matching
         keras.utils.set_random_seed(seed)
         self.fake_batch_norm = fake_batch_norm
         self.seed = seed
@@ -140,7 +146,8 @@ class Trainer:
         """The Trainer of a run with TrainConfig `config`, on images of `image_shape`."""
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
                    xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
-                   generator_lr=config.generator_lr, augment_target=config.augment_target, fake_batch_norm=config.fake_batch_norm)
+                   generator_lr=config.generator_lr, augment_target=config.augment_target, fake_batch_norm=config.fake_batch_norm,
+                   feature_matching=config.feature_matching)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -210,13 +217,19 @@ class Trainer:
             "d_acc_fake": tf.reduce_mean(tf.cast(fake_scores < 0.5, tf.float32)),
         }
 
-    def _generator_step(self, noise, draws):
+    def _generator_step(self, noise, draws, real, real_draws):
         with tf.GradientTape() as tape:
             # d_on_g(noise), with the generator run the cheap way; it trains d_on_g's unfrozen variables.
             fake = self._augment(run_generator(self.generator, noise, training=True), draws)
-            scores = self.discriminator(fake, training=True)
+            features = self._discriminator_features(fake)
+            scores = self._discriminator_head(features)
             loss = binary_crossentropy(tf.ones_like(scores), scores)
-            scaled = self.g_optimizer.scale_loss(loss / _replicas())
+            objective = loss
+            if self.feature_matching:
+                # The real images as the discriminator's step just saw them.
+                real_features = tf.stop_gradient(self._discriminator_features(self._augment(real, real_draws)))
+                objective += self.feature_matching * feature_distance(real_features, features)
+            scaled = self.g_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
         self.g_optimizer.apply(gradients, self.generator_variables)
         return loss
@@ -251,11 +264,29 @@ class Trainer:
         real, discriminator_noise, generator_noise, real_draws, fake_draws, generator_draws = (
             batch[start : start + share] for batch in batches)
         d_values = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
-        return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws)}
+        return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws, real, real_draws)}
+
+    def _discriminator_features(self, images):
+        """The discriminator's last hidden layer: all its layers but the final Dense and sigmoid."""
+        for layer in self.discriminator.layers[:-2]:
+            images = layer(images, training=True)
+        return images
+
+    def _discriminator_head(self, features):
+        for layer in self.discriminator.layers[-2:]:
+            features = layer(features, training=True)
+        return features
 
 
 def _replicas():
     return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
+def feature_distance(real_features, generated_features):
+    """Squared distance between the mean features of real and generated images (feature matching,
+    Salimans et al. 2016): it grows when the generator draws some kinds of image too often and others too rarely."""
+    difference = tf.reduce_mean(tf.cast(real_features, tf.float32), 0) - tf.reduce_mean(tf.cast(generated_features, tf.float32), 0)
+    return tf.reduce_sum(tf.square(difference))
 
 
 def binary_crossentropy(labels, scores):
@@ -523,7 +554,8 @@ def use_threads(count=None):
 
 
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
-                   "augment", "augment_target", "fake_batch_norm", "batch_size", "seed", "sample_count", "mixed_precision")
+                   "augment", "augment_target", "fake_batch_norm", "feature_matching", "batch_size", "seed",
+                   "sample_count", "mixed_precision")
 
 
 def check_resumable(config, run_info, saved):

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan import Trainer
+from dcgan import Trainer, UserError
 from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator, upsampled_conv
+from dcgan.training import feature_distance
 
 
 def layer_summary(model):
@@ -57,6 +58,26 @@ def test_discriminator_is_the_classic_design():
     assert discriminator.count_params() == convolutions + dense
 
 
+def test_feature_distance_is_the_squared_distance_between_mean_features():
+    real = np.array([[0.0, 2.0, 1.0], [2.0, 2.0, 1.0]], np.float32)
+    assert float(feature_distance(real, np.array([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]], np.float32))) == pytest.approx(4.0)
+    assert float(feature_distance(real, real[::-1])) == 0.0  # the same features in another order: the same mean
+
+
+def test_feature_matching_makes_the_generator_step_depend_on_the_real_batch():
+    first, second = np.random.default_rng(2).uniform(-1, 1, (2, 4, 28, 28, 1)).astype(np.float32)
+    for weight, depends in ((0.0, False), (1.0, True)):
+        trained = []
+        for real in (first, second):
+            trainer = Trainer(lr=0.0005, seed=3, feature_matching=weight)
+            real_draws, _, generator_draws = trainer.augmentation_draws(4, 0)
+            trainer.generator_step(trainer.noise(4, 1), generator_draws, real, real_draws)
+            trained.append(trainer.generator.get_weights())
+        assert any(not np.array_equal(a, b) for a, b in zip(*trained)) == depends, f"feature matching {weight}"
+    with pytest.raises(UserError, match="feature matching weight -1 is negative"):
+        Trainer(lr=0.0005, seed=3, feature_matching=-1)
+
+
 def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
     for build in (build_generator, build_discriminator):
         classic, leaky = build(), build(activation="leaky_relu")
@@ -86,8 +107,9 @@ def changed(before, after):
     return [not np.array_equal(b, a) for b, a in zip(before, after)]
 
 
-def test_each_step_trains_only_its_own_model_over_alternating_steps():
-    trainer = Trainer(lr=0.0005, seed=3)
+@pytest.mark.parametrize("feature_matching", [0.0, 1.0])
+def test_each_step_trains_only_its_own_model_over_alternating_steps(feature_matching):
+    trainer = Trainer(lr=0.0005, seed=3, feature_matching=feature_matching)
     generator, discriminator = trainer.generator, trainer.discriminator
     generator_trainable = [i for i, v in enumerate(generator.variables) if v.trainable]
     rng = np.random.default_rng(0)
@@ -100,7 +122,7 @@ def test_each_step_trains_only_its_own_model_over_alternating_steps():
         assert all(changed(d_before, snapshot(discriminator))), f"step {step}: a discriminator variable did not learn"
 
         g_before, d_before = snapshot(generator), snapshot(discriminator)
-        trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws)
+        trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws, real, real_draws)
         assert not any(changed(d_before, snapshot(discriminator))), f"step {step}: generator step changed the discriminator"
         g_changed = changed(g_before, snapshot(generator))
         assert all(g_changed[i] for i in generator_trainable), f"step {step}: a generator variable did not learn"

@@ -69,6 +69,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"augment": "none"}, "--augment none: the saved run used"),
     ({"augment_target": None}, "--augment-target none: the saved run used 0.7"),
     ({"fake_batch_norm": "moving"}, "--fake-batch-norm moving: the saved run used batch"),
+    ({"feature_matching": 0.5}, "--feature-matching 0.5: the saved run used 1.0"),
     # The same digits under another name: a machine without Fashion-MNIST can still run this.
     ({"dataset": str(MNIST_SAMPLE)}, f"--dataset {MNIST_SAMPLE}: the saved run used mnist-sample"),
 ])
@@ -249,6 +250,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     # One from before fake_batch_norm drew the discriminator's generated images as the classic does.
     ({"augment_target": None, "fake_batch_norm": "moving"}, ("fake_batch_norm",), {"preset": "fast", "fake_batch_norm": "moving"},
      [(["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving")]),
+    # One from before feature_matching trained without it.
+    ({"augment_target": None, "feature_matching": 0.0}, ("feature_matching",), {"preset": "fast", "feature_matching": 0.0},
+     [(["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0")]),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
