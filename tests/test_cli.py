@@ -90,7 +90,8 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
         assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
     assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
-    assert [overridden[name] for name in ("preset", *settings)] == ["classic", "tanh", "adam", 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
+    assert [overridden[name] for name in ("preset", *settings)] == [
+        "classic", "tanh", "adam", 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
     # "none" turns off a setting the preset has, rather than falling back to the preset's value.
