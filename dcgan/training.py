@@ -219,7 +219,8 @@ class Trainer:
 
     def _generator_step(self, noise, draws, real, real_draws):
         with tf.GradientTape() as tape:
-            # d_on_g(noise), with the generator run the cheap way; it trains d_on_g's unfrozen variables.
+            # d_on_g(noise), with the generator run the cheap way and the discriminator in two parts, so
+            # that feature matching can use its features; it trains d_on_g's unfrozen variables.
             fake = self._augment(run_generator(self.generator, noise, training=True), draws)
             features = self._discriminator_features(fake)
             scores = self._discriminator_head(features)
@@ -273,6 +274,7 @@ class Trainer:
         return images
 
     def _discriminator_head(self, features):
+        """The discriminator's score from `_discriminator_features`' output: its final Dense and sigmoid."""
         for layer in self.discriminator.layers[-2:]:
             features = layer(features, training=True)
         return features
