@@ -107,9 +107,9 @@ class Trainer:
             raise UserError(f"unknown fake batch norm {fake_batch_norm!r}; choose one of {', '.join(FAKE_BATCH_NORMS)}")
         if feature_matching < 0:
             raise UserError(f"feature matching weight {feature_matching} is negative; give 0 for none, or a weight such as 1")
-        self.feature_matching = feature_matching
         keras.utils.set_random_seed(seed)
         self.fake_batch_norm = fake_batch_norm
+        self.feature_matching = feature_matching
         self.seed = seed
         self.augmentations = augmentations(augment)
         self.augment_target = augment_target if self.augmentations else None
