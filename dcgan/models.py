@@ -14,6 +14,9 @@ from dcgan.errors import UserError
 from dcgan.presets import ACTIVATIONS
 
 LATENT_DIM = 100
+# The discriminator's final Dense and sigmoid: what turns its last hidden layer, whose features feature
+# matching compares, into a score.
+DISCRIMINATOR_HEAD_LAYERS = 2
 
 
 def hidden_activation(name):
@@ -99,6 +102,20 @@ def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh"):
         ],
         name="discriminator",
     )
+
+
+def discriminator_features(discriminator, images):
+    """The last hidden layer of a `build_discriminator` model, in training mode: all its layers but the head."""
+    for layer in discriminator.layers[:-DISCRIMINATOR_HEAD_LAYERS]:
+        images = layer(images, training=True)
+    return images
+
+
+def discriminator_head(discriminator, features):
+    """The score from `discriminator_features`' output: the discriminator's final Dense and sigmoid."""
+    for layer in discriminator.layers[-DISCRIMINATOR_HEAD_LAYERS:]:
+        features = layer(features, training=True)
+    return features
 
 
 def build_d_on_g(generator, discriminator):

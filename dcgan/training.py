@@ -22,7 +22,8 @@ from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import writable_folder
 from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
-from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, doublings, run_generator
+from dcgan.models import (LATENT_DIM, build_d_on_g, build_discriminator, build_generator, discriminator_features,
+                          discriminator_head, doublings, run_generator)
 from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.presets import DEFAULT_PRESET, FAKE_BATCH_NORMS, OPTIMIZERS, PRESETS, augmentations, saved_config, shown
@@ -222,13 +223,13 @@ class Trainer:
             # d_on_g(noise), with the generator run the cheap way and the discriminator in two parts, so
             # that feature matching can use its features; it trains d_on_g's unfrozen variables.
             fake = self._augment(run_generator(self.generator, noise, training=True), draws)
-            features = self._discriminator_features(fake)
-            scores = self._discriminator_head(features)
+            features = discriminator_features(self.discriminator, fake)
+            scores = discriminator_head(self.discriminator, features)
             loss = binary_crossentropy(tf.ones_like(scores), scores)
             objective = loss
             if self.feature_matching:
                 # The real images as the discriminator's step just saw them.
-                real_features = tf.stop_gradient(self._discriminator_features(self._augment(real, real_draws)))
+                real_features = tf.stop_gradient(discriminator_features(self.discriminator, self._augment(real, real_draws)))
                 objective += self.feature_matching * feature_distance(real_features, features)
             scaled = self.g_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
@@ -266,19 +267,6 @@ class Trainer:
             batch[start : start + share] for batch in batches)
         d_values = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
         return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws, real, real_draws)}
-
-    def _discriminator_features(self, images):
-        """The discriminator's last hidden layer: all its layers but the final Dense and sigmoid."""
-        for layer in self.discriminator.layers[:-2]:
-            images = layer(images, training=True)
-        return images
-
-    def _discriminator_head(self, features):
-        """The discriminator's score from `_discriminator_features`' output: its final Dense and sigmoid."""
-        for layer in self.discriminator.layers[-2:]:
-            features = layer(features, training=True)
-        return features
-
 
 def _replicas():
     return tf.distribute.get_replica_context().num_replicas_in_sync

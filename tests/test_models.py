@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from dcgan import Trainer, UserError
-from dcgan.models import LATENT_DIM, build_d_on_g, build_discriminator, build_generator, run_generator, upsampled_conv
+from dcgan.models import (LATENT_DIM, build_d_on_g, build_discriminator, build_generator, discriminator_features,
+                          discriminator_head, run_generator, upsampled_conv)
 from dcgan.training import feature_distance
 
 
@@ -56,6 +57,15 @@ def test_discriminator_is_the_classic_design():
     convolutions = (5 * 5 * 1 * 64 + 64) + (5 * 5 * 64 * 128 + 128)
     dense = (3200 * 1024 + 1024) + (1024 + 1)
     assert discriminator.count_params() == convolutions + dense
+
+
+def test_discriminator_in_two_parts_is_its_last_hidden_layer_then_its_score():
+    discriminator = build_discriminator(activation="leaky_relu")
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    features = discriminator_features(discriminator, images)
+    last_hidden = keras.Model(discriminator.inputs, discriminator.layers[-3].output)  # the activation after Dense 1024
+    np.testing.assert_allclose(features, last_hidden(images, training=True), atol=1e-6)
+    np.testing.assert_allclose(discriminator_head(discriminator, features), discriminator(images, training=True), atol=1e-6)
 
 
 def test_feature_distance_is_the_squared_distance_between_mean_features():
