@@ -268,6 +268,7 @@ class Trainer:
         d_values = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
         return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws, real, real_draws)}
 
+
 def _replicas():
     return tf.distribute.get_replica_context().num_replicas_in_sync
 
