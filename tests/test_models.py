@@ -63,7 +63,7 @@ def test_discriminator_in_two_parts_is_its_last_hidden_layer_then_its_score():
     discriminator = build_discriminator(activation="leaky_relu")
     images = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
     features = discriminator_features(discriminator, images)
-    last_hidden = keras.Model(discriminator.inputs, discriminator.layers[-3].output)  # the activation after Dense 1024
+    last_hidden = keras.Model(discriminator.layers[0].input, discriminator.layers[-3].output)  # the activation after Dense 1024
     np.testing.assert_allclose(features, last_hidden(images, training=True), atol=1e-6)
     np.testing.assert_allclose(discriminator_head(discriminator, features), discriminator(images, training=True), atol=1e-6)
 
