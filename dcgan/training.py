@@ -195,6 +195,7 @@ class Trainer:
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
+        """One update of the discriminator; returns its scores and the real images as it saw them (augmented)."""
         # The classic draws generated images in inference mode (its `predict`): batch norm then uses
         # running averages that lag behind the batch statistics the generator's own step trains with.
         # The discriminator learns from one batch of real (1) then generated (0), as the classic's.
@@ -209,7 +210,7 @@ class Trainer:
         gradients = tape.gradient(scaled, self.discriminator_variables)
         self.d_optimizer.apply(gradients, self.discriminator_variables)
         real_scores, fake_scores = scores[:batch_size], scores[batch_size:]
-        return {
+        values = {
             "d_loss": loss,
             "d_real": tf.reduce_mean(real_scores),
             "d_fake": tf.reduce_mean(fake_scores),
@@ -217,8 +218,10 @@ class Trainer:
             "d_acc_real": tf.reduce_mean(tf.cast(real_scores > 0.5, tf.float32)),
             "d_acc_fake": tf.reduce_mean(tf.cast(fake_scores < 0.5, tf.float32)),
         }
+        return values, images[:batch_size]
 
-    def _generator_step(self, noise, draws, real, real_draws):
+    def _generator_step(self, noise, draws, seen_real):
+        """One update of the generator; `seen_real`: the real images as the discriminator's step saw them."""
         with tf.GradientTape() as tape:
             # d_on_g(noise), with the generator run the cheap way and the discriminator in two parts, so
             # that feature matching can use its features; it trains d_on_g's unfrozen variables.
@@ -228,8 +231,7 @@ class Trainer:
             loss = binary_crossentropy(tf.ones_like(scores), scores)
             objective = loss
             if self.feature_matching:
-                # The real images as the discriminator's step just saw them.
-                real_features = tf.stop_gradient(discriminator_features(self.discriminator, self._augment(real, real_draws)))
+                real_features = tf.stop_gradient(discriminator_features(self.discriminator, seen_real))
                 objective += self.feature_matching * feature_distance(real_features, features)
             scaled = self.g_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
@@ -265,8 +267,8 @@ class Trainer:
         start = context.replica_id_in_sync_group * share
         real, discriminator_noise, generator_noise, real_draws, fake_draws, generator_draws = (
             batch[start : start + share] for batch in batches)
-        d_values = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
-        return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws, real, real_draws)}
+        d_values, seen_real = self._discriminator_step(real, discriminator_noise, real_draws, fake_draws)
+        return {**d_values, "g_loss": self._generator_step(generator_noise, generator_draws, seen_real)}
 
 
 def _replicas():

@@ -41,7 +41,7 @@ def test_accuracy_is_the_share_of_right_calls(tmp_path):
     fake = trainer.generator(noise, training=False)
     real_scores = trainer.discriminator(real, training=True).numpy()[:, 0]
     fake_scores = trainer.discriminator(fake, training=True).numpy()[:, 0]
-    values = trainer.discriminator_step(real, noise, *trainer.augmentation_draws(16, 0)[:2])
+    values, _ = trainer.discriminator_step(real, noise, *trainer.augmentation_draws(16, 0)[:2])
     assert float(values["d_acc_real"]) == pytest.approx(np.mean(real_scores > 0.5))
     assert float(values["d_acc_fake"]) == pytest.approx(np.mean(fake_scores < 0.5))
     assert any(not np.array_equal(a, b) for a, b in zip(before, trainer.discriminator.get_weights()))

@@ -72,7 +72,7 @@ def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_
     scores = trainer.discriminator(np.concatenate([real, generated]), training=False).numpy().ravel().astype(np.float64)
     targets = np.array([1] * 8 + [0] * 8)
     expected = np.mean(-(targets * np.log(scores) + (1 - targets) * np.log(1 - scores)))
-    loss = float(trainer.discriminator_step(real, noise, *trainer.augmentation_draws(8, 0)[:2])["d_loss"])
+    loss = float(trainer.discriminator_step(real, noise, *trainer.augmentation_draws(8, 0)[:2])[0]["d_loss"])
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
