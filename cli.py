@@ -66,10 +66,10 @@ def main():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"The discriminator's learning rate, and the generator's too where --generator-lr is none.  "
                    f"[default: {preset_defaults('lr')}]")
-@click.option("--generator-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="The generator's own learning rate. The fast preset trains the generator faster than the "
-                   "discriminator, which scored better at 5, 15 and 30 minutes in the README's comparison; the "
-                   f"classic preset has none, and trains the generator at --lr.  [default: {preset_defaults('generator_lr')}]")
+@click.option("--generator-lr", type=NumberOrNone(click.FloatRange(min=0, min_open=True)), default=None,
+              help="The generator's own learning rate, or none to train it at --lr, as the classic preset does. The "
+                   "fast preset trains the generator faster than the discriminator, which scored better at 5, 15 and "
+                   f"30 minutes in the README's comparison.  [default: {preset_defaults('generator_lr')}]")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Keep an exponential moving average of the generator's weights with this decay (0.999 averages "
                    "over about the last 1,000 steps, or the last tenth of a shorter run). The average draws the sample "

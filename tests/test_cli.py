@@ -45,6 +45,7 @@ def assert_one_line_error(result, message):
         (["--augment", "translation,flip"], "unknown augmentation flip; give a comma-separated list of translation and cutout, or none"),
         (["--augment-target", "1"], "1.0 is not in the range 0<x<1"),
         (["--augment-target", "often"], "'often' is neither a number nor none"),
+        (["--generator-lr", "0"], "0.0 is not in the range x>0"),
         (["--fake-batch-norm", "frozen"], "'frozen' is not one of 'batch', 'moving'"),
         (["--feature-matching", "-1"], "-1.0 is not in the range x>=0"),
     ],
@@ -94,6 +95,7 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
         "classic", "tanh", "adam", 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
+    assert dry_run("--generator-lr", "none")["generator_lr"] is None
     # "none" turns off a setting the preset has, rather than falling back to the preset's value.
     assert dry_run()["augment_target"] == 0.7 and dry_run("--augment-target", "none")["augment_target"] is None
     assert dry_run("--preset", "classic", "--augment-target", "0.6")["augment_target"] == 0.6
