@@ -195,7 +195,7 @@ class Trainer:
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
     def _discriminator_step(self, real, noise, real_draws, fake_draws):
-        """One update of the discriminator; returns its scores and the real images as it saw them (augmented)."""
+        """One update of the discriminator; returns its step values and the real images as it saw them (augmented)."""
         # The classic draws generated images in inference mode (its `predict`): batch norm then uses
         # running averages that lag behind the batch statistics the generator's own step trains with.
         # The discriminator learns from one batch of real (1) then generated (0), as the classic's.
