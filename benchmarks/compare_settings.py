@@ -19,10 +19,13 @@ from pathlib import Path
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
 
-# Every row but classic, adam, no-feature-matching and fast was measured when the fast preset had no feature
-# matching and drew the discriminator's generated images with batch norm's running averages; these options keep
-# them as they were.
-MOVING = ["--feature-matching", "0", "--fake-batch-norm", "moving"]
+# Every row but classic, adam and the fast ones was measured when the fast preset kept the generator's rate all
+# along; this option keeps them as they were.
+STEADY = ["--halve-generator-lr-at", "none"]
+# Every row but classic, adam, no-feature-matching, steady-generator-lr and fast was measured when the fast preset
+# had no feature matching and drew the discriminator's generated images with batch norm's running averages; these
+# options keep them as they were.
+MOVING = ["--feature-matching", "0", "--fake-batch-norm", "moving", *STEADY]
 CANDIDATES = {
     "classic": ["--preset", "classic"],
     "adam": ["--preset", "classic", "--optimizer", "adam", "--lr", "0.0002"],
@@ -35,9 +38,14 @@ CANDIDATES = {
     "augment-target-0.6": ["--augment-target", "0.6", *MOVING],
     "moving-batch-norm": MOVING,
     # The defaults before feature matching.
-    "no-feature-matching": ["--feature-matching", "0"],
+    "no-feature-matching": ["--feature-matching", "0", *STEADY],
+    # The defaults before the generator's rate halved at step 4,000, from three seeds.
+    "steady-generator-lr": STEADY,
+    "steady-generator-lr-seed-1": [*STEADY, "--seed", "1"],
+    "steady-generator-lr-seed-2": [*STEADY, "--seed", "2"],
     # The defaults: LeakyReLU, Adam (generator 0.0005, discriminator 0.0002), adaptive augmentation, generated images
-    # normalized with their batch's statistics, feature matching, a weight average, batch 64.
+    # normalized with their batch's statistics, feature matching, a weight average, batch 64, the generator's rate
+    # halved at step 4,000.
     "fast": [],
     # The defaults from other seeds: how far apart runs of them land.
     "fast-seed-1": ["--seed", "1"],

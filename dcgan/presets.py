@@ -1,7 +1,8 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-trains them with Adam on batches of 64 (the generator faster than the discriminator), augments
+trains them with Adam on batches of 64 (the generator faster than the discriminator, then at half
+its rate from step 4,000), augments
 what the discriminator sees as often as it needs to stop it learning the data by heart, shows
 the discriminator generated images normalized as the generator's own step makes them, pulls the
 mean of the discriminator's features on generated images towards that on real ones, and
@@ -11,10 +12,12 @@ averages the generator's weights. It was chosen by measuring candidates with `dc
 from dcgan.errors import UserError
 
 PRESETS = {
-    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005, "ema": 0.999,
+    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005,
+             "halve_generator_lr_at": 4000, "ema": 0.999,
              "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7, "fake_batch_norm": "batch",
              "feature_matching": 1.0},
-    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None, "ema": 0.0,
+    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None,
+                "halve_generator_lr_at": None, "ema": 0.0,
                 "batch_size": 128, "augment": "none", "augment_target": None, "fake_batch_norm": "moving",
                 "feature_matching": 0.0},
 }
@@ -44,13 +47,14 @@ def saved_config(run_info):
     existed trained without it, those saved before the generator had its own learning rate
     trained it at `lr`, those saved before augmentation adapted augmented every image, and those
     saved before `fake_batch_norm` existed drew the discriminator's generated images as the classic does,
-    and those saved before `feature_matching` existed trained without it.
+    those saved before `feature_matching` existed trained without it, and those saved before
+    `halve_generator_lr_at` existed kept the generator's rate.
     """
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
     return {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
-            "feature_matching": 0.0, **config}
+            "feature_matching": 0.0, "halve_generator_lr_at": None, **config}
 
 
 def shown(value):

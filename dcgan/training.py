@@ -47,6 +47,8 @@ class TrainConfig:
     optimizer: str = PRESETS[DEFAULT_PRESET]["optimizer"]  # both players': "adam" (beta1 0.5) or "sgd" (Nesterov momentum 0.9)
     lr: float = PRESETS[DEFAULT_PRESET]["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
     generator_lr: float | None = PRESETS[DEFAULT_PRESET]["generator_lr"]  # the generator's own learning rate; None: lr
+    halve_generator_lr_at: int | None = PRESETS[DEFAULT_PRESET]["halve_generator_lr_at"]  # the step from which the
+    # generator learns at half its rate; None: never
     ema: float = PRESETS[DEFAULT_PRESET]["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
     batch_size: int = PRESETS[DEFAULT_PRESET]["batch_size"]  # real images per step; the discriminator also sees as many generated ones
     augment: str = PRESETS[DEFAULT_PRESET]["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
@@ -86,7 +88,8 @@ class Trainer:
 
     Its defaults are the classic algorithm. `activation` ("tanh" or "leaky_relu") is both models'
     hidden activation; `optimizer` ("sgd" or "adam") and `lr` set both players' optimizers,
-    unless `generator_lr` gives the generator its own learning rate.
+    unless `generator_lr` gives the generator its own learning rate. From step `halve_generator_lr_at`
+    on, the generator learns at half its rate.
     `augment` ("translation,cutout", ... or "none") names the dcgan.augment augmentations applied
     to every image the discriminator sees. With `augment_target`, each image is augmented with a
     probability that adapts, as in StyleGAN2-ADA: it starts at 0, and every step it rises while the
@@ -103,7 +106,7 @@ class Trainer:
 
     def __init__(self, lr, seed, latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, devices=None, mixed_precision=False, xla=False,
                  optimizer="sgd", ema=0.0, activation="tanh", augment="none", generator_lr=None, augment_target=None,
-                 fake_batch_norm="moving", feature_matching=0.0):
+                 fake_batch_norm="moving", feature_matching=0.0, halve_generator_lr_at=None):
         if fake_batch_norm not in FAKE_BATCH_NORMS:
             raise UserError(f"unknown fake batch norm {fake_batch_norm!r}; choose one of {', '.join(FAKE_BATCH_NORMS)}")
         if feature_matching < 0:
@@ -111,6 +114,8 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         self.fake_batch_norm = fake_batch_norm
         self.feature_matching = feature_matching
+        self.generator_lr = lr if generator_lr is None else generator_lr
+        self.halve_generator_lr_at = halve_generator_lr_at
         self.seed = seed
         self.augmentations = augmentations(augment)
         self.augment_target = augment_target if self.augmentations else None
@@ -127,7 +132,7 @@ class Trainer:
             self.d_on_g = build_d_on_g(self.generator, self.discriminator)
             self.generator_variables = list(self.d_on_g.trainable_variables)
             self.d_optimizer = make_optimizer(optimizer, lr, mixed_precision)
-            self.g_optimizer = make_optimizer(optimizer, lr if generator_lr is None else generator_lr, mixed_precision)
+            self.g_optimizer = make_optimizer(optimizer, self.generator_lr, mixed_precision)
             self.d_optimizer.build(self.discriminator_variables)
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
@@ -148,7 +153,7 @@ class Trainer:
         return cls(config.lr, config.seed, image_shape=image_shape, devices=devices, mixed_precision=config.mixed_precision,
                    xla=xla, optimizer=config.optimizer, ema=config.ema, activation=config.activation, augment=config.augment,
                    generator_lr=config.generator_lr, augment_target=config.augment_target, fake_batch_norm=config.fake_batch_norm,
-                   feature_matching=config.feature_matching)
+                   feature_matching=config.feature_matching, halve_generator_lr_at=config.halve_generator_lr_at)
 
     def models(self):
         """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
@@ -241,6 +246,10 @@ class Trainer:
     def _train_step(self, real, step):
         """One classic step; `step` picks the noise, so the same seed and step give the same update."""
         batch_size = tf.shape(real)[0]
+        if self.halve_generator_lr_at is not None:
+            # Set every step from the step alone, so a resumed run learns at the rate it would have.
+            halved = tf.cast(step >= self.halve_generator_lr_at, tf.float32)
+            self.g_optimizer.learning_rate.assign(self.generator_lr * (1.0 - 0.5 * halved))
         values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1),
                                *self.augmentation_draws(batch_size, step))
         values["augment_p"] = self.augment_probability.read_value()
@@ -546,7 +555,8 @@ def use_threads(count=None):
               "may train slightly different weights (train before anything else runs to make them the same)")
 
 
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr", "ema",
+FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "activation", "optimizer", "lr", "generator_lr",
+                   "halve_generator_lr_at", "ema",
                    "augment", "augment_target", "fake_batch_norm", "feature_matching", "batch_size", "seed",
                    "sample_count", "mixed_precision")
 

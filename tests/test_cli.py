@@ -48,6 +48,8 @@ def assert_one_line_error(result, message):
         (["--generator-lr", "0"], "0.0 is not in the range x>0"),
         (["--fake-batch-norm", "frozen"], "'frozen' is not one of 'batch', 'moving'"),
         (["--feature-matching", "-1"], "-1.0 is not in the range x>=0"),
+        (["--halve-generator-lr-at", "-1"], "-1 is not in the range x>=0"),
+        (["--halve-generator-lr-at", "late"], "'late' is neither a number nor none"),
     ],
 )
 def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
@@ -85,17 +87,19 @@ def test_dry_run_prints_the_configuration(tmp_path):
 
 
 def test_a_preset_sets_the_training_settings_and_options_override_it():
-    settings = ("activation", "optimizer", "lr", "generator_lr", "ema", "batch_size", "augment", "augment_target", "fake_batch_norm",
-                "feature_matching")
+    settings = ("activation", "optimizer", "lr", "generator_lr", "halve_generator_lr_at", "ema", "batch_size", "augment",
+                "augment_target", "fake_batch_norm", "feature_matching")
     for preset in ("fast", "classic"):
         assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
     assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
     assert [overridden[name] for name in ("preset", *settings)] == [
-        "classic", "tanh", "adam", 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
+        "classic", "tanh", "adam", 0.0005, None, None, 0.99, 32, "none", None, "moving", 0.0]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
     assert dry_run("--generator-lr", "none")["generator_lr"] is None
+    assert dry_run()["halve_generator_lr_at"] == 4000 and dry_run("--halve-generator-lr-at", "none")["halve_generator_lr_at"] is None
+    assert dry_run("--preset", "classic", "--halve-generator-lr-at", "100")["halve_generator_lr_at"] == 100
     # "none" turns off a setting the preset has, rather than falling back to the preset's value.
     assert dry_run()["augment_target"] == 0.7 and dry_run("--augment-target", "none")["augment_target"] is None
     assert dry_run("--preset", "classic", "--augment-target", "0.6")["augment_target"] == 0.6
@@ -104,7 +108,7 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--activation", "--ema", "--batch-size",
+    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at", "--activation", "--ema", "--batch-size",
                                         "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
                                         "--epochs", "--steps", "--minutes", "--seed",
                                         "--weights-dir", "--samples-dir", "--sample-every", "--save-every"]),

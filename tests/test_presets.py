@@ -91,6 +91,30 @@ def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
         Trainer(0.001, 0, optimizer="rmsprop")
 
 
+def test_the_generator_learns_at_half_its_rate_from_the_halving_step():
+    real = load_dataset("mnist-sample")[:8]
+    halving, steady = (Trainer(0.0002, 0, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=at) for at in (1, None))
+    rates = []
+    for step in range(3):
+        weights = trained_values(halving.generator)
+        assert largest_difference(weights, trained_values(steady.generator)) == 0
+        halving.train_step(real, np.int64(step))
+        steady.train_step(real, np.int64(step))
+        rates.append(float(halving.g_optimizer.learning_rate))
+        # From the same weights and optimizer state, Adam's step is proportional to the rate.
+        moved = (largest_difference(trained_values(halving.generator), weights)
+                 / largest_difference(trained_values(steady.generator), weights))
+        assert moved == pytest.approx(1.0 if step < 1 else 0.5, rel=0.05)
+        steady.generator.set_weights(halving.generator.get_weights())
+        steady.discriminator.set_weights(halving.discriminator.get_weights())
+    assert rates == [np.float32(0.0005), np.float32(0.00025), np.float32(0.00025)]
+    assert float(halving.d_optimizer.learning_rate) == np.float32(0.0002)
+    # The rate comes from the step alone, so a run resumed past the halving step learns at half at once.
+    resumed = Trainer(0.0002, 0, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=1)
+    resumed.train_step(real, np.int64(5))
+    assert float(resumed.g_optimizer.learning_rate) == np.float32(0.00025)
+
+
 def test_presets_fill_the_settings_that_are_not_given(tmp_path):
     assert TrainConfig().optimizer == PRESETS["fast"]["optimizer"] == TrainConfig.from_preset().optimizer
     classic = TrainConfig.from_preset("classic", lr=0.001, batch_size=64)
@@ -108,6 +132,10 @@ def test_presets_fill_the_settings_that_are_not_given(tmp_path):
 
 def values(model):
     return [v.numpy() for v in model.variables]
+
+
+def trained_values(model):
+    return [v.numpy() for v in model.trainable_variables]
 
 
 def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_weights():

@@ -33,14 +33,17 @@ def all_state(trainer):
 
 
 def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
-    # A low augment target, so that the augment probability moves in these few steps and must be resumed too.
-    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=8, save_every=3, augment_target=0.01))
+    # A low augment target, so that the augment probability moves in these few steps and must be resumed too,
+    # and the generator's rate halves after the resume.
+    settings = {"save_every": 3, "augment_target": 0.01, "halve_generator_lr_at": 6}
+    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=8, **settings))
     assert float(straight.augment_probability) > 0
-    dcgan.train(tiny_config(tmp_path / "split", steps=4, save_every=3, augment_target=0.01))
+    assert float(straight.g_optimizer.learning_rate) == np.float32(straight.generator_lr) / 2
+    dcgan.train(tiny_config(tmp_path / "split", steps=4, **settings))
     # As if killed after logging steps past its last checkpoint (step 4): those rows must go.
     with open(tmp_path / "split" / "weights" / "metrics.csv", "a") as file:
         file.write("5,1,9,9,0.5,0.5,99\n6,1,9,9,0.5,0.5,99\n")
-    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=8, save_every=3, augment_target=0.01), resume=True)
+    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=8, **settings), resume=True)
 
     for a, b in zip(all_state(straight), all_state(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -70,6 +73,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"augment_target": None}, "--augment-target none: the saved run used 0.7"),
     ({"fake_batch_norm": "moving"}, "--fake-batch-norm moving: the saved run used batch"),
     ({"feature_matching": 0.5}, "--feature-matching 0.5: the saved run used 1.0"),
+    ({"halve_generator_lr_at": 10}, "--halve-generator-lr-at 10: the saved run used 4000"),
     # The same digits under another name: a machine without Fashion-MNIST can still run this.
     ({"dataset": str(MNIST_SAMPLE)}, f"--dataset {MNIST_SAMPLE}: the saved run used mnist-sample"),
 ])
@@ -253,6 +257,9 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     # One from before feature_matching trained without it.
     ({"augment_target": None, "feature_matching": 0.0}, ("feature_matching",), {"preset": "fast", "feature_matching": 0.0},
      [(["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0")]),
+    # One from before halve_generator_lr_at kept the generator's rate.
+    ({"augment_target": None, "halve_generator_lr_at": None}, ("halve_generator_lr_at",), {"preset": "fast", "halve_generator_lr_at": None},
+     [(["--halve-generator-lr-at", "4000"], "--halve-generator-lr-at 4000: the saved run used none")]),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
