@@ -1,13 +1,13 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
 Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-trains them with Adam on batches of 64 (the generator faster than the discriminator, then at half
-its rate from step 4,000), augments
-what the discriminator sees as often as it needs to stop it learning the data by heart, shows
-the discriminator generated images normalized as the generator's own step makes them, pulls the
-mean of the discriminator's features on generated images towards that on real ones, and
-averages the generator's weights. It was chosen by measuring candidates with `dcgan evaluate`
-(the README's comparison). "classic" is the classic keras-dcgan algorithm, step for step.
+trains them with Adam on batches of 64 (the generator faster than the discriminator, and at half
+its rate from step 4,000), augments what the discriminator sees as often as it needs to stop it
+learning the data by heart, shows the discriminator generated images normalized as the
+generator's own step makes them, pulls the mean of the discriminator's features on generated
+images towards that on real ones, and averages the generator's weights. It was chosen by
+measuring candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic
+keras-dcgan algorithm, step for step.
 """
 from dcgan.errors import UserError
 

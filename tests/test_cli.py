@@ -108,8 +108,8 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at", "--activation", "--ema", "--batch-size",
-                                        "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
+    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
+                                        "--activation", "--ema", "--batch-size", "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
                                         "--epochs", "--steps", "--minutes", "--seed",
                                         "--weights-dir", "--samples-dir", "--sample-every", "--save-every"]),
                              ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
