@@ -248,8 +248,8 @@ class Trainer:
         batch_size = tf.shape(real)[0]
         if self.halve_generator_lr_at is not None:
             # Set every step from the step alone, so a resumed run learns at the rate it would have.
-            halved = tf.cast(step >= self.halve_generator_lr_at, tf.float32)
-            self.g_optimizer.learning_rate.assign(self.generator_lr * (1.0 - 0.5 * halved))
+            rate = tf.where(step >= self.halve_generator_lr_at, self.generator_lr / 2, self.generator_lr)
+            self.g_optimizer.learning_rate.assign(rate)
         values = self._updates(real, self.noise(batch_size, 2 * step), self.noise(batch_size, 2 * step + 1),
                                *self.augmentation_draws(batch_size, step))
         values["augment_p"] = self.augment_probability.read_value()
