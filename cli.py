@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from dcgan.presets import ACTIVATIONS, DEFAULT_PRESET, FAKE_BATCH_NORMS, OPTIMIZERS, PRESETS, preset_defaults, saved_config
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS, PRESETS,
+                           preset_defaults, saved_config)
 
 # Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
 # loads whatever this says); a user's own setting wins.
@@ -53,16 +54,33 @@ def main():
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
-              help="Training settings to start from; the options below override them. fast: LeakyReLU, Adam and "
-                   "a weight average; real-looking digits within minutes on a CPU. classic: the classic keras-dcgan "
-                   "algorithm exactly (tanh, SGD with Nesterov momentum). The README compares them.")
+              help="Training settings to start from; the options below override them. fast: tuned for good digits "
+                   "within minutes on a CPU; classic: the classic keras-dcgan algorithm exactly; dcgan-paper, wgan, "
+                   "wgan-gp, lsgan: each paper's recipe on the DCGAN paper's models (docs/gan-family.md).")
+@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=None,
+              help="The models: classic (keras-dcgan's), dcgan (the DCGAN paper's strided convolutions and batch norm) "
+                   f"or mlp (the original GAN paper's fully connected pair).  [default: {preset_defaults('architecture')}]")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default=None,
+              help="The game: bce (non-saturating cross-entropy), wgan (weight clipping), wgan-gp (gradient penalty), "
+                   f"hinge or lsgan (least squares).  [default: {preset_defaults('loss')}]")
+@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: 0.01]")
+@click.option("--gp-weight", type=click.FloatRange(min=0), default=None,
+              help="With --loss wgan-gp: weight of the gradient penalty.  [default: 10]")
+@click.option("--d-steps", type=POSITIVE, default=None,
+              help=f"Discriminator updates per step, each on its own real batch.  [default: {preset_defaults('d_steps')}]")
+@click.option("--g-steps", type=POSITIVE, default=None,
+              help=f"Generator updates per step, after the discriminator's.  [default: {preset_defaults('g_steps')}]")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
-              help="Both models' hidden activations: leaky_relu (slope 0.2, as in the DCGAN paper) or tanh (the "
-                   "classic's). The layers are otherwise the classic models'; the images still come out of a tanh.  "
-                   f"[default: {preset_defaults('activation')}]")
+              help="Hidden activation of the classic and mlp models: leaky_relu (slope 0.2) or tanh (the classic's); "
+                   f"the dcgan models use the paper's ReLU and LeakyReLU.  [default: {preset_defaults('activation')}]")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
-              help="Both players' optimizer: adam (beta1 0.5, as in the DCGAN paper) or sgd (Nesterov momentum 0.9, "
-                   f"the classic's).  [default: {preset_defaults('optimizer')}]")
+              help="Both players' optimizer: adam (--beta1, --beta2), sgd (Nesterov momentum 0.9, the classic's) or "
+                   f"rmsprop (WGAN's).  [default: {preset_defaults('optimizer')}]")
+@click.option("--beta1", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help=f"Adam's first-moment decay.  [default: {preset_defaults('beta1')}]")
+@click.option("--beta2", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help=f"Adam's second-moment decay.  [default: {preset_defaults('beta2')}]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"The discriminator's learning rate, and the generator's too where --generator-lr is none.  "
                    f"[default: {preset_defaults('lr')}]")

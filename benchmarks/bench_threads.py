@@ -25,7 +25,7 @@ from dcgan.datasets import load_dataset
 from dcgan.training import Batches
 config = TrainConfig.from_preset(preset)
 images = load_dataset("mnist-sample")
-trainer, batches = Trainer.for_run(config, images.shape[1:]), Batches(images, 0, config.batch_size)
+trainer, batches = Trainer(config, images.shape[1:]), Batches(images, 0, config.batch_size)
 times = []
 for step in range(steps):
     start = time.perf_counter()

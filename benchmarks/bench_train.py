@@ -64,7 +64,7 @@ class DcganTrainer:
     name = "dcgan"
 
     def __init__(self):
-        self.trainer = dcgan.Trainer(LR, seed=0)
+        self.trainer = dcgan.Trainer(dcgan.TrainConfig.from_preset("classic", lr=LR))
         self.count = 0
 
     def step(self, real):

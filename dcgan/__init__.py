@@ -1,4 +1,4 @@
-"""dcgan: the classic Keras DCGAN as a command-line trainer and a library.
+"""dcgan: a command-line GAN trainer on Keras, and a library: the classic Keras DCGAN and its family.
 
     from dcgan import load_generator
     generator = load_generator("weights")
@@ -13,8 +13,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # Where each public name lives. They are imported on first use, so that the parts that only read
 # a run's files (dcgan.plots, dcgan.weights.read_run_info) do not wait seconds for TensorFlow.
 _EXPORTS = {
-    "TrainConfig": "dcgan.training",
-    "Trainer": "dcgan.training",
+    "TrainConfig": "dcgan.config",
+    "Trainer": "dcgan.trainer",
     "train": "dcgan.training",
     "UserError": "dcgan.errors",
     "generate": "dcgan.generation",

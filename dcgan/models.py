@@ -1,8 +1,10 @@
-"""The classic Keras DCGAN models, layer for layer, as Sequential models of built-in layers,
-and the same family scaled to other image sizes and to colour.
+"""The models: the classic Keras DCGAN's (upsampling and convolution, max-pooling, dense layers),
+the DCGAN paper's (strided and transposed convolutions, batch norm), and the original GAN paper's
+fully connected pair, as Sequential models of built-in layers, at the image sizes each supports.
 
 Built-in layers only, so a saved `generator.keras` loads in any script with
-`keras.saving.load_model` and no dcgan code installed.
+`keras.saving.load_model` and no dcgan code installed. To add an architecture, add its two
+builders and its size rule to ARCHITECTURES, and its name to presets.ARCHITECTURE_NAMES.
 """
 import keras
 import numpy as np
@@ -11,12 +13,14 @@ from keras import layers
 
 from dcgan.datasets import IMAGE_SHAPE
 from dcgan.errors import UserError
+from dcgan.losses import LOSSES
 from dcgan.presets import ACTIVATIONS
 
 LATENT_DIM = 100
-# The discriminator's final Dense and sigmoid: what turns its last hidden layer, whose features feature
-# matching compares, into a score.
+# Every discriminator ends in a Dense(1) and its activation: what turns its last hidden layer, whose
+# features feature matching compares, into a score.
 DISCRIMINATOR_HEAD_LAYERS = 2
+MLP_SIZES = (8, 128)  # smallest and largest image side of the fully connected models
 
 
 def hidden_activation(name):
@@ -29,7 +33,7 @@ def hidden_activation(name):
 
 
 def supported_sizes():
-    """Image sizes the scaled models support: base x 2^doublings, base 4..8, at least 2 doublings, up to 256."""
+    """Image sizes the convolutional models support: base x 2^doublings, base 4..8, at least 2 doublings, up to 256."""
     return sorted({base * 2**doublings for base in range(4, 9) for doublings in range(2, 7) if base * 2**doublings <= 256})
 
 
@@ -46,14 +50,42 @@ def doublings(size):
     raise UserError(f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)")
 
 
-def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh"):
-    """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1].
+def check_image_size(architecture, size):
+    """Refuse an image side that `architecture` cannot build, naming the sizes it can."""
+    if architecture != "mlp":
+        doublings(size)
+    elif not MLP_SIZES[0] <= size <= MLP_SIZES[1]:
+        raise UserError(f"image size {size} is not supported by --architecture mlp; use a size from "
+                        f"{MLP_SIZES[0]} to {MLP_SIZES[1]}")
 
-    At 28x28x1 it is the classic generator exactly; `activation` may replace its hidden tanh
-    layers (the output stays tanh). Other sizes start from a smaller or larger
-    map and add an upsampling block for each extra doubling, halving the filters towards the image.
+
+def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh",
+                    architecture="classic"):
+    """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1], by `architecture`.
+
+    `activation` is the classic and mlp models' hidden activation; the output is always tanh.
     `synchronized` pools batch-norm statistics across devices when a batch is split across them.
     """
+    check_image_size(architecture, image_shape[0])
+    return ARCHITECTURES[architecture][0](latent_dim, tuple(image_shape), synchronized, activation)
+
+
+def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic", loss="bce", synchronized=False):
+    """Images of `image_shape` -> each image's score, by `architecture`: a probability of being real
+    for losses that read probabilities, an unbounded critic score for the others (`loss`)."""
+    check_image_size(architecture, image_shape[0])
+    return ARCHITECTURES[architecture][1](tuple(image_shape), activation, LOSSES[loss], synchronized)
+
+
+def _score(loss):
+    # float32 even under mixed precision, for a stable loss.
+    return [layers.Dense(1), layers.Activation(loss.head, dtype="float32")]
+
+
+def classic_generator(latent_dim, image_shape, synchronized, activation):
+    """At 28x28x1 the classic generator exactly, `activation` replacing its hidden tanh layers. Other
+    sizes start from a smaller or larger map and add an upsampling block for each extra doubling,
+    halving the filters towards the image."""
     size, _, channels = image_shape
     count = doublings(size)
     base = size // 2**count
@@ -78,30 +110,98 @@ def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized
     )
 
 
-def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh"):
-    """Images of `image_shape` -> probability that each image is real.
-
-    At 28x28x1 it is the classic discriminator exactly; `activation` may replace its hidden tanh
-    layers. Other sizes get one convolution and
-    pooling block per doubling, doubling the filters from 64.
-    """
+def classic_discriminator(image_shape, activation, loss, synchronized):
+    """At 28x28x1 the classic discriminator exactly (with a linear score for critic losses),
+    `activation` replacing its hidden tanh layers. Other sizes get one convolution and pooling
+    block per doubling, doubling the filters from 64."""
     blocks = []
     for index in range(doublings(image_shape[0])):
         # The classic pads only its first convolution.
         blocks += [layers.Conv2D(64 * 2**index, 5, padding="same" if index == 0 else "valid"),
                    hidden_activation(activation), layers.MaxPooling2D(2)]
     return keras.Sequential(
-        [
-            keras.Input(tuple(image_shape)),
-            *blocks,
-            layers.Flatten(),
-            layers.Dense(1024),
-            hidden_activation(activation),
-            layers.Dense(1),
-            layers.Activation("sigmoid", dtype="float32"),  # float32 even under mixed precision, for a stable loss
-        ],
+        [keras.Input(image_shape), *blocks, layers.Flatten(), layers.Dense(1024), hidden_activation(activation), *_score(loss)],
         name="discriminator",
     )
+
+
+def dcgan_generator(latent_dim, image_shape, synchronized, activation):
+    """The DCGAN paper's generator (and PyTorch's DCGAN example's): noise projected to a small map, then
+    4x4 transposed convolutions of stride 2, each doubling the side and halving the filters down to
+    64, with batch norm and ReLU; tanh out. At 64x64: 4x4x512 -> 8x8x256 -> ... -> 64x64. Its
+    activations are the paper's; `activation` is not used."""
+    size, _, channels = image_shape
+    count = doublings(size)
+    base = size // 2**count
+    filters = [64 * 2**i for i in reversed(range(count))]
+    blocks = []
+    for width in filters[1:]:
+        blocks += [layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False),
+                   layers.BatchNormalization(synchronized=synchronized), layers.ReLU()]
+    return keras.Sequential(
+        [
+            keras.Input((latent_dim,)),
+            layers.Dense(base * base * filters[0], use_bias=False),
+            layers.BatchNormalization(synchronized=synchronized),
+            layers.ReLU(),
+            layers.Reshape((base, base, filters[0])),
+            *blocks,
+            layers.Conv2DTranspose(channels, 4, strides=2, padding="same"),
+            layers.Activation("tanh"),
+        ],
+        name="generator",
+    )
+
+
+def dcgan_discriminator(image_shape, activation, loss, synchronized):
+    """The DCGAN paper's discriminator: 4x4 convolutions of stride 2, each halving the side and doubling
+    the filters from 64, with LeakyReLU (0.2) and batch norm after all but the first; then one score.
+
+    With a gradient penalty, layer norm replaces batch norm: the penalty is taken per image, which
+    batch statistics would mix (Gulrajani et al. 2017).
+    """
+    blocks = []
+    for index in range(doublings(image_shape[0])):
+        norm = []
+        if index:
+            norm = [layers.LayerNormalization(axis=[1, 2, 3]) if loss.penalized
+                    else layers.BatchNormalization(synchronized=synchronized)]
+        blocks += [layers.Conv2D(64 * 2**index, 4, strides=2, padding="same", use_bias=not norm), *norm,
+                   layers.LeakyReLU(negative_slope=0.2)]
+    return keras.Sequential([keras.Input(image_shape), *blocks, layers.Flatten(), *_score(loss)], name="discriminator")
+
+
+def mlp_generator(latent_dim, image_shape, synchronized, activation):
+    """The original GAN paper's fully connected generator (Goodfellow et al. 2014): two hidden layers of 1200."""
+    return keras.Sequential(
+        [
+            keras.Input((latent_dim,)),
+            layers.Dense(1200),
+            hidden_activation(activation),
+            layers.Dense(1200),
+            hidden_activation(activation),
+            layers.Dense(int(np.prod(image_shape)), activation="tanh"),
+            layers.Reshape(image_shape),
+        ],
+        name="generator",
+    )
+
+
+def mlp_discriminator(image_shape, activation, loss, synchronized):
+    """The original GAN paper's fully connected discriminator: two hidden layers of 240 (LeakyReLU
+    or tanh in place of its maxout units, which Keras has no layer for)."""
+    return keras.Sequential(
+        [keras.Input(image_shape), layers.Flatten(), layers.Dense(240), hidden_activation(activation), layers.Dense(240),
+         hidden_activation(activation), *_score(loss)],
+        name="discriminator",
+    )
+
+
+ARCHITECTURES = {
+    "classic": (classic_generator, classic_discriminator),
+    "dcgan": (dcgan_generator, dcgan_discriminator),
+    "mlp": (mlp_generator, mlp_discriminator),
+}
 
 
 def discriminator_features(discriminator, images):

@@ -18,12 +18,15 @@ class Progress:
     """One line per epoch: steps done, running means of the step's values, images per second.
 
     On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
+    A Wasserstein critic's scores are shown as their difference, its estimate of the distance
+    between real and generated images; other scores as the means on each.
     """
 
-    def __init__(self, epoch, epochs, done, steps, batch_size):
+    def __init__(self, epoch, epochs, done, steps, images_per_step, wasserstein=False):
         self.prefix = f"epoch {epoch}/{epochs}"
         self.steps = steps
-        self.batch_size = batch_size
+        self.images_per_step = images_per_step
+        self.wasserstein = wasserstein
         self.done = self.first = done
         self.sums = dict.fromkeys(STEP_VALUES, 0.0)
         self.start = time.perf_counter()
@@ -49,13 +52,16 @@ class Progress:
         print(text, file=sys.stderr, flush=True)
 
     def images_per_second(self):
-        return (self.done - self.first) * self.batch_size / (time.perf_counter() - self.start)
+        return (self.done - self.first) * self.images_per_step / (time.perf_counter() - self.start)
 
     def _show(self, end):
         mean = {name: total / max(1, self.done - self.first) for name, total in self.sums.items()}
+        if self.wasserstein:
+            scores = f"W estimate {mean['d_real'] - mean['d_fake']:.4f}"
+        else:
+            scores = f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}"
         print(
-            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  "
-            f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}  "
+            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  {scores}  "
             f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}  augment p {mean['augment_p']:.2f}  "
             f"{self.images_per_second():.0f} img/s",
             end=end,
@@ -81,14 +87,16 @@ class HealthCheck:
       as far apart as real images are.
     Neither is checked in the first `warmup` steps: every generator starts by drawing the same gray
     haze, and with Adam the discriminator often wins for a while before the generator catches up.
-    Each warning is given once, and again only after the run has recovered from it.
+    Each warning is given once, and again only after the run has recovered from it. The first is
+    not checked with `watch_winning` off: a Wasserstein critic is meant to be trained that far.
     """
 
     DISCRIMINATOR_LOSS = 0.05  # mean d_loss under this, for `window` steps in a row ...
     GENERATED_SCORE = 0.05  # ... with mean D(G(z)) under this
     COLLAPSE = 0.25  # sample grid diversity under this fraction of the real images' diversity
 
-    def __init__(self, real_images, window=100, warmup=200):
+    def __init__(self, real_images, window=100, warmup=200, watch_winning=True):
+        self.watch_winning = watch_winning
         self.window = window
         self.warmup = warmup
         self.recent = collections.deque(maxlen=window)
@@ -97,7 +105,7 @@ class HealthCheck:
 
     def after_step(self, step, values):
         """A warning for the step just done, or None."""
-        if step <= self.warmup:
+        if step <= self.warmup or not self.watch_winning:
             return None
         self.recent.append((values["d_loss"], values["d_fake"]))
         d_loss, d_fake = np.mean(self.recent, axis=0)

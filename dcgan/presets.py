@@ -1,31 +1,53 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
-Both presets train the classic models' layers. "fast" swaps their hidden tanh for LeakyReLU,
-trains them with Adam on batches of 64 (the generator faster than the discriminator, and at half
-its rate from step 4,000), augments what the discriminator sees as often as it needs to stop it
-learning the data by heart, shows the discriminator generated images normalized as the
-generator's own step makes them, pulls the mean of the discriminator's features on generated
-images towards that on real ones, and averages the generator's weights. It was chosen by
-measuring candidates with `dcgan evaluate` (the README's comparison). "classic" is the classic
-keras-dcgan algorithm, step for step.
+"fast", the default, trains the classic models' layers with LeakyReLU instead of tanh, with Adam
+on batches of 64 (the generator faster than the discriminator, and at half its rate from step
+4,000), augments what the discriminator sees as often as it needs to stop it learning the data by
+heart, shows the discriminator generated images normalized as the generator's own step makes
+them, pulls the mean of the discriminator's features on generated images towards that on real
+ones, and averages the generator's weights. It was chosen by measuring candidates with
+`dcgan evaluate` (docs/choosing-defaults.md). "classic" is the classic keras-dcgan algorithm,
+step for step. The others reproduce published recipes: the DCGAN paper's models and settings
+(Radford et al. 2015), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017) and LSGAN
+(Mao et al. 2017), each on the DCGAN paper's models as those papers trained them.
 """
 from dcgan.errors import UserError
 
+# The settings every preset gives a value; the rest of a TrainConfig (data, cadences, folders) is the run's own.
+# clip and gp_weight are None in every preset: the loss that uses one supplies its default (dcgan.losses).
+_PLAIN = {"architecture": "classic", "loss": "bce", "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1,
+          "beta1": 0.5, "beta2": 0.999, "generator_lr": None, "halve_generator_lr_at": None, "ema": 0.0,
+          "augment": "none", "augment_target": None, "fake_batch_norm": "batch", "feature_matching": 0.0}
 PRESETS = {
-    "fast": {"activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005,
-             "halve_generator_lr_at": 4000, "ema": 0.999,
-             "batch_size": 64, "augment": "translation,cutout", "augment_target": 0.7, "fake_batch_norm": "batch",
-             "feature_matching": 1.0},
-    "classic": {"activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "generator_lr": None,
-                "halve_generator_lr_at": None, "ema": 0.0,
-                "batch_size": 128, "augment": "none", "augment_target": None, "fake_batch_norm": "moving",
-                "feature_matching": 0.0},
+    "fast": {**_PLAIN, "activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005,
+             "halve_generator_lr_at": 4000, "ema": 0.999, "batch_size": 64, "augment": "translation,cutout",
+             "augment_target": 0.7, "feature_matching": 1.0},
+    "classic": {**_PLAIN, "activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "batch_size": 128,
+                "fake_batch_norm": "moving"},
+    "dcgan-paper": {**_PLAIN, "architecture": "dcgan", "activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002,
+                    "batch_size": 128},
+    "wgan": {**_PLAIN, "architecture": "dcgan", "loss": "wgan", "activation": "leaky_relu", "optimizer": "rmsprop",
+             "lr": 0.00005, "batch_size": 64, "d_steps": 5},
+    "wgan-gp": {**_PLAIN, "architecture": "dcgan", "loss": "wgan-gp", "activation": "leaky_relu", "optimizer": "adam",
+                "lr": 0.0001, "beta1": 0.0, "beta2": 0.9, "batch_size": 64, "d_steps": 5},
+    "lsgan": {**_PLAIN, "architecture": "dcgan", "loss": "lsgan", "activation": "leaky_relu", "optimizer": "adam",
+              "lr": 0.0002, "batch_size": 64},
 }
 DEFAULT_PRESET = "fast"
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
 ACTIVATIONS = ("leaky_relu", "tanh")
 AUGMENTATIONS = ("translation", "cutout")
 FAKE_BATCH_NORMS = ("batch", "moving")
+# Names only, so that the command line can offer them without TensorFlow; dcgan.losses and
+# dcgan.models hold what each is, and a test keeps the two lists the same.
+LOSS_NAMES = ("bce", "wgan", "wgan-gp", "hinge", "lsgan")
+ARCHITECTURE_NAMES = ("classic", "dcgan", "mlp")
+
+# What a run saved before a setting existed trained with: the setting's value then. A saved run
+# without a preset predates presets and trained the classic way.
+BEFORE_IT_EXISTED = {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
+                     "feature_matching": 0.0, "halve_generator_lr_at": None, "architecture": "classic", "loss": "bce",
+                     "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1, "beta1": 0.5, "beta2": 0.999}
 
 
 def augmentations(setting):
@@ -41,20 +63,11 @@ def augmentations(setting):
 
 
 def saved_config(run_info):
-    """The TrainConfig fields of a saved run.
-
-    Runs saved before presets existed trained the classic way; runs saved before augmentation
-    existed trained without it, those saved before the generator had its own learning rate
-    trained it at `lr`, those saved before augmentation adapted augmented every image, and those
-    saved before `fake_batch_norm` existed drew the discriminator's generated images as the classic does,
-    those saved before `feature_matching` existed trained without it, and those saved before
-    `halve_generator_lr_at` existed kept the generator's rate.
-    """
+    """The TrainConfig fields of a saved run, those it predates filled with what it trained with."""
     config = run_info["config"]
     if "preset" not in config:
         config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
-            "feature_matching": 0.0, "halve_generator_lr_at": None, **config}
+    return {**BEFORE_IT_EXISTED, **config}
 
 
 def shown(value):
@@ -63,5 +76,10 @@ def shown(value):
 
 
 def preset_defaults(setting):
-    """'0.0002 with fast, 0.0005 with classic': a setting's value in each preset, for help texts."""
-    return ", ".join(f"{shown(values[setting])} with {name}" for name, values in PRESETS.items())
+    """'0.0002 with fast, lsgan; 0.0005 with classic': a setting's value in each preset, for help texts."""
+    presets_by_value = {}
+    for name, values in PRESETS.items():
+        presets_by_value.setdefault(shown(values[setting]), []).append(name)
+    if len(presets_by_value) == 1:
+        return str(next(iter(presets_by_value)))
+    return "; ".join(f"{value} with {', '.join(names)}" for value, names in presets_by_value.items())

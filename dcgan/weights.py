@@ -150,18 +150,22 @@ def load_generator(weights_dir="weights"):
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=saved_config(run_info)["activation"])
+    settings = saved_config(run_info)
+    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=settings["activation"],
+                                architecture=settings["architecture"])
     _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
     return generator
 
 
 def load_discriminator(weights_dir="weights"):
-    """The trained discriminator from a weights folder: images -> probability of being real."""
+    """The trained discriminator from a weights folder: images -> score, higher for more real-looking images
+    (a probability for the bce loss, an unbounded critic score for the others)."""
     from dcgan.models import build_discriminator
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
-    discriminator = build_discriminator(run_info["image_shape"], saved_config(run_info)["activation"])
+    settings = saved_config(run_info)
+    discriminator = build_discriminator(run_info["image_shape"], settings["activation"], settings["architecture"], settings["loss"])
     _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
     return discriminator
 

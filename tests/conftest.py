@@ -8,9 +8,14 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import dcgan  # noqa: E402
-from dcgan import TrainConfig  # noqa: E402
+from dcgan import TrainConfig, Trainer  # noqa: E402
 
 TINY = dict(dataset="mnist-sample", batch_size=8, steps=6, sample_every=4, save_every=4, sample_count=10)
+
+
+def classic_trainer(**settings):
+    """A Trainer of the classic preset's settings, `settings` over them."""
+    return Trainer(TrainConfig.from_preset("classic", **settings))
 
 
 def tiny_config(folder, **changes):

@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan import Trainer, UserError
+from dcgan import UserError
 from dcgan.augment import augment, augment_chosen, cut_out, translate
 from dcgan.datasets import load_dataset
 from dcgan.presets import augmentations
-from dcgan.training import ADAPTATION_IMAGES
+from dcgan.trainer import ADAPTATION_IMAGES
+
+from conftest import classic_trainer
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 2)).astype(np.float32)
 MOST = 4  # an eighth of 28, rounded
@@ -75,7 +77,7 @@ def test_augmentation_changes_training_and_the_same_seed_repeats_it():
     real = load_dataset("mnist-sample")[:8]
 
     def generator_after_two_steps(augment):
-        trainer = Trainer(0.0002, 0, optimizer="adam", activation="leaky_relu", augment=augment)
+        trainer = classic_trainer(lr=0.0002, optimizer="adam", activation="leaky_relu", augment=augment)
         for step in range(2):
             trainer.train_step(real, tf.constant(step, tf.int64))
         return trainer.generator.get_weights()
@@ -90,7 +92,8 @@ def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator():
     real = load_dataset("mnist-sample")[:8]
 
     def trainer(augment, augment_target=None, probability=None):
-        made = Trainer(0.0002, 0, optimizer="adam", activation="leaky_relu", augment=augment, augment_target=augment_target)
+        made = classic_trainer(lr=0.0002, optimizer="adam", activation="leaky_relu", augment=augment,
+                               augment_target=augment_target)
         if probability is not None:
             made.augment_probability.assign(probability)
         return made

@@ -35,11 +35,11 @@ def assert_one_line_error(result, message):
         (["--dataset", "/no/such/file.npz"], "neither a known name"),
         (["--batch-size", "0"], "0 is not in the range x>=1"),
         (["--batch-size", "-3"], "-3 is not in the range x>=1"),
-        (["--dataset", "mnist-sample", "--batch-size", "6000"], "larger than the dataset (5000 images)"),
+        (["--dataset", "mnist-sample", "--batch-size", "6000"], "more than the dataset's 5000"),
         (["--epochs", "0"], "not in the range"),
         (["--lr", "0"], "not in the range"),
         (["--preset", "best"], "'best' is not one of 'fast', 'classic'"),
-        (["--optimizer", "rmsprop"], "'rmsprop' is not one of 'adam', 'sgd'"),
+        (["--optimizer", "adagrad"], "'adagrad' is not one of 'adam', 'sgd', 'rmsprop'"),
         (["--minutes", "0"], "not in the range x>0"),
         (["--ema", "1"], "not in the range 0<=x<1"),
         (["--augment", "translation,flip"], "unknown augmentation flip; give a comma-separated list of translation and cutout, or none"),
@@ -50,6 +50,19 @@ def assert_one_line_error(result, message):
         (["--feature-matching", "-1"], "-1.0 is not in the range x>=0"),
         (["--halve-generator-lr-at", "-1"], "-1 is not in the range x>=0"),
         (["--halve-generator-lr-at", "late"], "'late' is neither a number nor none"),
+        (["--clip", "0"], "0.0 is not in the range x>0"),
+        (["--clip", "-0.01"], "-0.01 is not in the range x>0"),
+        (["--gp-weight", "-1"], "-1.0 is not in the range x>=0"),
+        (["--d-steps", "0"], "0 is not in the range x>=1"),
+        (["--g-steps", "0"], "0 is not in the range x>=1"),
+        (["--loss", "softplus"], "'softplus' is not one of 'bce', 'wgan', 'wgan-gp', 'hinge', 'lsgan'"),
+        (["--architecture", "resnet"], "'resnet' is not one of 'classic', 'dcgan', 'mlp'"),
+        (["--clip", "0.01"], "--clip applies only to --loss wgan; leave it out with --loss bce"),
+        (["--preset", "wgan", "--gp-weight", "10"], "--gp-weight applies only to --loss wgan-gp; leave it out with --loss wgan"),
+        (["--architecture", "dcgan", "--image-size", "30"], "image size 30 is not supported; use one of 16, 20, 24, 28, 32"),
+        (["--architecture", "mlp", "--image-size", "256"], "use a size from 8 to 128"),
+        (["--lr", "nan"], "--lr nan is not a number"),
+        (["--beta1", "1"], "1.0 is not in the range 0<=x<1"),
     ],
 )
 def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
@@ -105,10 +118,15 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     assert dry_run("--preset", "classic", "--augment-target", "0.6")["augment_target"] == 0.6
     assert dry_run("--fake-batch-norm", "moving")["fake_batch_norm"] == "moving"
     assert dry_run()["feature_matching"] == 1.0 and dry_run("--feature-matching", "0")["feature_matching"] == 0.0
+    for preset in ("dcgan-paper", "wgan", "wgan-gp", "lsgan"):
+        assert {name: dry_run("--preset", preset)[name] for name in PRESETS[preset]} == PRESETS[preset]
+    wgan = dry_run("--preset", "wgan", "--clip", "0.05", "--d-steps", "3", "--architecture", "mlp")
+    assert (wgan["loss"], wgan["clip"], wgan["d_steps"], wgan["architecture"], wgan["optimizer"]) == ("wgan", 0.05, 3, "mlp", "rmsprop")
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--preset", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
+    for command, options in (("train", ["--dataset", "--preset", "--architecture", "--loss", "--clip", "--gp-weight",
+                                        "--d-steps", "--g-steps", "--beta1", "--beta2", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
                                         "--activation", "--ema", "--batch-size", "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
                                         "--epochs", "--steps", "--minutes", "--seed",
                                         "--weights-dir", "--samples-dir", "--sample-every", "--save-every"]),

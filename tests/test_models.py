@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dcgan import Trainer, UserError
+from dcgan import UserError
 from dcgan.models import (LATENT_DIM, build_d_on_g, build_discriminator, build_generator, discriminator_features,
                           discriminator_head, run_generator, upsampled_conv)
-from dcgan.training import feature_distance
+from dcgan.trainer import feature_distance
+
+from conftest import classic_trainer
 
 
 def layer_summary(model):
@@ -79,13 +81,14 @@ def test_feature_matching_makes_the_generator_step_depend_on_the_real_batch():
     for weight, depends in ((0.0, False), (1.0, True)):
         trained = []
         for real in (first, second):
-            trainer = Trainer(lr=0.0005, seed=3, feature_matching=weight)
+            trainer = classic_trainer(seed=3, feature_matching=weight)
             generator_draws = trainer.augmentation_draws(4, 0)[2]
-            trainer.generator_step(trainer.noise(4, 1), generator_draws, real)  # no augmentation: seen as they are
+            real_features = discriminator_features(trainer.discriminator, real)  # no augmentation: seen as they are
+            trainer.generator_step(trainer.noise(4, 1), generator_draws, real_features)
             trained.append(trainer.generator.get_weights())
         assert any(not np.array_equal(a, b) for a, b in zip(*trained)) == depends, f"feature matching {weight}"
-    with pytest.raises(UserError, match="feature matching weight -1 is negative"):
-        Trainer(lr=0.0005, seed=3, feature_matching=-1)
+    with pytest.raises(UserError, match="--feature-matching -1 is below 0"):
+        classic_trainer(seed=3, feature_matching=-1)
 
 
 def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
@@ -119,7 +122,7 @@ def changed(before, after):
 
 @pytest.mark.parametrize("feature_matching", [0.0, 1.0])
 def test_each_step_trains_only_its_own_model_over_alternating_steps(feature_matching):
-    trainer = Trainer(lr=0.0005, seed=3, feature_matching=feature_matching)
+    trainer = classic_trainer(seed=3, feature_matching=feature_matching)
     generator, discriminator = trainer.generator, trainer.discriminator
     generator_trainable = [i for i, v in enumerate(generator.variables) if v.trainable]
     rng = np.random.default_rng(0)
@@ -127,19 +130,19 @@ def test_each_step_trains_only_its_own_model_over_alternating_steps(feature_matc
         real = rng.uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
         g_before, d_before = snapshot(generator), snapshot(discriminator)
         real_draws, fake_draws, generator_draws = trainer.augmentation_draws(4, step)
-        _, seen_real = trainer.discriminator_step(real, trainer.noise(4, 2 * step), real_draws, fake_draws)
+        _, real_features = trainer.discriminator_step(real, trainer.noise(4, 2 * step), real_draws, fake_draws)
         assert not any(changed(g_before, snapshot(generator))), f"step {step}: discriminator step changed the generator"
         assert all(changed(d_before, snapshot(discriminator))), f"step {step}: a discriminator variable did not learn"
 
         g_before, d_before = snapshot(generator), snapshot(discriminator)
-        trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws, seen_real)
+        trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws, real_features)
         assert not any(changed(d_before, snapshot(discriminator))), f"step {step}: generator step changed the discriminator"
         g_changed = changed(g_before, snapshot(generator))
         assert all(g_changed[i] for i in generator_trainable), f"step {step}: a generator variable did not learn"
 
 
 def test_full_step_changes_both_models_and_reports_scores():
-    trainer = Trainer(lr=0.0005, seed=3)
+    trainer = classic_trainer(seed=3)
     real = np.random.default_rng(1).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
     g_before, d_before = snapshot(trainer.generator), snapshot(trainer.discriminator)
     values = {k: float(v) for k, v in trainer.train_step(real, np.int64(0)).items()}
@@ -151,7 +154,7 @@ def test_full_step_changes_both_models_and_reports_scores():
 
 @pytest.mark.parametrize("stream", [0, 7])
 def test_noise_is_uniform_in_unit_range_and_a_pure_function_of_seed_and_stream(stream):
-    trainer = Trainer(lr=0.0005, seed=5)
+    trainer = classic_trainer(seed=5)
     noise = trainer.noise(256, stream).numpy()
     assert noise.shape == (256, LATENT_DIM)
     assert noise.min() >= -1 and noise.max() <= 1 and noise.min() < -0.9 and noise.max() > 0.9

@@ -13,7 +13,7 @@ from dcgan.datasets import load_dataset
 from dcgan.monitor import STEP_VALUES, HealthCheck, diversity
 from dcgan.plots import animate_grids, plot_curves, smooth
 
-from conftest import run_dcgan, tiny_config
+from conftest import classic_trainer, run_dcgan, tiny_config
 
 REAL = load_dataset("mnist-sample")[:64]
 
@@ -34,7 +34,7 @@ def test_metrics_hold_the_discriminators_accuracy_on_both_halves(trained):
 
 
 def test_accuracy_is_the_share_of_right_calls(tmp_path):
-    trainer = dcgan.Trainer(0.0005, seed=0)
+    trainer = classic_trainer(seed=0)
     real = load_dataset("mnist-sample")[:16]
     before = trainer.discriminator.get_weights()
     noise = trainer.noise(16, 0)

@@ -15,7 +15,7 @@ from dcgan.models import build_d_on_g, build_discriminator, build_generator
 from dcgan.presets import PRESETS
 from dcgan.training import Batches
 
-from conftest import tiny_config
+from conftest import classic_trainer, tiny_config
 
 
 def classic_keras_loop(initial, images, steps, batch_size):
@@ -53,7 +53,7 @@ def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
         return tiny_config(tmp_path / preset, preset=preset, steps=steps)
 
     config = config_for("classic")
-    reference = classic_keras_loop(Trainer.for_run(config), load_dataset("mnist-sample"), steps, config.batch_size)
+    reference = classic_keras_loop(Trainer(config), load_dataset("mnist-sample"), steps, config.batch_size)
     classic, fast = dcgan.train(config), dcgan.train(config_for("fast"))
     classic_weights = classic.generator.get_weights() + classic.discriminator.get_weights()
     fast_weights = fast.generator.get_weights() + fast.discriminator.get_weights()
@@ -66,7 +66,7 @@ def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
 def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_batch_norm, batch_statistics):
     # A new generator's running averages (mean 0, variance 1) are far from its batches' statistics,
     # so the two ways of drawing the generated images give different losses.
-    trainer = Trainer(0.0005, seed=0, fake_batch_norm=fake_batch_norm)
+    trainer = classic_trainer(fake_batch_norm=fake_batch_norm)
     real, noise = load_dataset("mnist-sample")[:8], trainer.noise(8, 0)
     generated = trainer.generator(noise, training=batch_statistics)
     scores = trainer.discriminator(np.concatenate([real, generated]), training=False).numpy().ravel().astype(np.float64)
@@ -77,23 +77,30 @@ def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_
 
 
 def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
-    adam, sgd = Trainer(0.0002, 0, optimizer="adam"), Trainer(0.0005, 0, optimizer="sgd")
+    adam, sgd = classic_trainer(lr=0.0002, optimizer="adam"), classic_trainer(optimizer="sgd")
     for optimizer in adam.optimizers().values():
         assert isinstance(optimizer, keras.optimizers.Adam)
         assert optimizer.beta_1 == 0.5 and float(optimizer.learning_rate) == pytest.approx(0.0002)
     for optimizer in sgd.optimizers().values():
         assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
         assert optimizer.momentum == 0.9 and float(optimizer.learning_rate) == pytest.approx(0.0005)
-    faster_generator = Trainer.for_run(TrainConfig(lr=0.0002, generator_lr=0.0005))
+    faster_generator = Trainer(TrainConfig(lr=0.0002, generator_lr=0.0005))
     assert float(faster_generator.d_optimizer.learning_rate) == pytest.approx(0.0002)
     assert float(faster_generator.g_optimizer.learning_rate) == pytest.approx(0.0005)
-    with pytest.raises(UserError, match="unknown optimizer 'rmsprop'; choose one of adam, sgd"):
-        Trainer(0.001, 0, optimizer="rmsprop")
+    rmsprop = classic_trainer(lr=0.00005, optimizer="rmsprop")
+    for optimizer in rmsprop.optimizers().values():
+        assert isinstance(optimizer, keras.optimizers.RMSprop) and optimizer.rho == 0.99
+    wgan_gp = Trainer(TrainConfig.from_preset("wgan-gp"))
+    for optimizer in wgan_gp.optimizers().values():
+        assert (optimizer.beta_1, optimizer.beta_2, float(optimizer.learning_rate)) == (0.0, 0.9, pytest.approx(0.0001))
+    with pytest.raises(UserError, match="unknown optimizer 'adagrad'; choose one of adam, sgd, rmsprop"):
+        classic_trainer(optimizer="adagrad")
 
 
 def test_the_generator_learns_at_half_its_rate_from_the_halving_step():
     real = load_dataset("mnist-sample")[:8]
-    halving, steady = (Trainer(0.0002, 0, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=at) for at in (1, None))
+    halving, steady = (classic_trainer(lr=0.0002, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=at)
+                       for at in (1, None))
     rates = []
     for step in range(3):
         weights = trained_values(halving.generator)
@@ -110,7 +117,7 @@ def test_the_generator_learns_at_half_its_rate_from_the_halving_step():
     assert rates == [np.float32(0.0005), np.float32(0.00025), np.float32(0.00025)]
     assert float(halving.d_optimizer.learning_rate) == np.float32(0.0002)
     # The rate comes from the step alone, so a run resumed past the halving step learns at half at once.
-    resumed = Trainer(0.0002, 0, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=1)
+    resumed = classic_trainer(lr=0.0002, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=1)
     resumed.train_step(real, np.int64(5))
     assert float(resumed.g_optimizer.learning_rate) == np.float32(0.00025)
 
@@ -120,7 +127,7 @@ def test_presets_fill_the_settings_that_are_not_given(tmp_path):
     classic = TrainConfig.from_preset("classic", lr=0.001, batch_size=64)
     assert (classic.preset, classic.activation, classic.optimizer, classic.lr, classic.ema, classic.batch_size) == (
         "classic", "tanh", "sgd", 0.001, 0.0, 64)
-    with pytest.raises(UserError, match="unknown preset 'best'; choose one of fast, classic"):
+    with pytest.raises(UserError, match="unknown preset 'best'; choose one of fast, classic, dcgan-paper, wgan, wgan-gp, lsgan"):
         TrainConfig.from_preset("best")
     with pytest.raises(UserError, match=r"EMA decay 1.5 is outside \[0, 1\)"):
         dcgan.train(tiny_config(tmp_path, ema=1.5))
@@ -139,7 +146,7 @@ def trained_values(model):
 
 
 def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_weights():
-    trainer, plain = Trainer(0.0002, 0, optimizer="adam", ema=0.9), Trainer(0.0002, 0, optimizer="adam")
+    trainer, plain = classic_trainer(lr=0.0002, optimizer="adam", ema=0.9), classic_trainer(lr=0.0002, optimizer="adam")
     assert plain.average_generator is None and plain.sampling_generator() is plain.generator
     assert trainer.sampling_generator() is trainer.average_generator
     real = load_dataset("mnist-sample")[:8]

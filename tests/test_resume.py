@@ -74,6 +74,11 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"fake_batch_norm": "moving"}, "--fake-batch-norm moving: the saved run used batch"),
     ({"feature_matching": 0.5}, "--feature-matching 0.5: the saved run used 1.0"),
     ({"halve_generator_lr_at": 10}, "--halve-generator-lr-at 10: the saved run used 4000"),
+    ({"loss": "hinge"}, "--loss hinge: the saved run used bce"),
+    ({"architecture": "dcgan"}, "--architecture dcgan: the saved run used classic"),
+    ({"d_steps": 2}, "--d-steps 2: the saved run used 1"),
+    ({"g_steps": 3}, "--g-steps 3: the saved run used 1"),
+    ({"beta2": 0.9}, "--beta2 0.9: the saved run used 0.999"),
     # The same digits under another name: a machine without Fashion-MNIST can still run this.
     ({"dataset": str(MNIST_SAMPLE)}, f"--dataset {MNIST_SAMPLE}: the saved run used mnist-sample"),
 ])
@@ -122,7 +127,7 @@ def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path)
     with pytest.raises(UserError, match=r"d_loss became (inf|nan) at step 2.*last good checkpoint \(step 1\)"):
         dcgan.train(config)
     assert snapshot_steps(tmp_path / "weights") == [1]
-    trainer = Trainer.for_run(config)
+    trainer = Trainer(config)
     load_checkpoint(tmp_path / "weights", trainer)
     assert all(np.isfinite(w).all() for w in trainer.generator.get_weights())
 
@@ -178,7 +183,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
         process.wait(timeout=60)
     assert process.returncode == 130
     assert "stopped by SIGINT" not in (tmp_path / "stderr.txt").read_text(), "it finished the save instead of quitting"
-    trainer = Trainer.for_run(TrainConfig())  # the command's defaults
+    trainer = Trainer(TrainConfig())  # the command's defaults
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
 
@@ -194,7 +199,7 @@ def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_pat
         process.kill()
         process.communicate()
         steps = snapshot_steps(tmp_path / "weights")
-        trainer = Trainer.for_run(TrainConfig())  # the command's defaults
+        trainer = Trainer(TrainConfig())  # the command's defaults
         assert load_checkpoint(tmp_path / "weights", trainer)["step"] == steps[-1], f"attempt {attempt}"
         load_generator(tmp_path / "weights")
     last = snapshot_steps(tmp_path / "weights")[-1]

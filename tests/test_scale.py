@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 import dcgan
-from dcgan import Trainer, UserError
+from dcgan import UserError
 from dcgan.training import use_threads
 
-from conftest import tiny_config
+from conftest import classic_trainer, tiny_config
 
 
 def test_threads_can_only_be_set_before_tensorflow_starts():
@@ -52,13 +52,14 @@ def test_two_devices_train_like_one(tmp_path):
         from dcgan.datasets import load_dataset
         images = load_dataset("mnist-sample")[:64]
         def weights_after_steps(devices):
-            trainer = dcgan.Trainer(0.0005, 0, devices=devices, ema=0.9, augment="translation,cutout")  # the average and augmentation too
+            config = dcgan.TrainConfig.from_preset("classic", devices=devices, ema=0.9, augment="translation,cutout")
+            trainer = dcgan.Trainer(config)  # the average and augmentation too
             for step in range(4):
                 values = trainer.train_step(images[step * 16 : (step + 1) * 16], tf.constant(step, tf.int64))
-            assert trainer.strategy.num_replicas_in_sync == (len(devices) if devices else 1)
+            assert trainer.strategy.num_replicas_in_sync == (len(devices.split(",")) if devices else 1)
             return [w for model in trainer.models().values() for w in model.get_weights()], float(values["d_loss"])
         one, one_loss = weights_after_steps(None)
-        two, two_loss = weights_after_steps(["/cpu:0", "/cpu:1"])
+        two, two_loss = weights_after_steps("/cpu:0,/cpu:1")
         print(max(float(np.abs(a - b).max()) for a, b in zip(one, two)), abs(one_loss - two_loss))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -70,7 +71,7 @@ def test_two_devices_train_like_one(tmp_path):
 
 def test_the_xla_step_matches_the_plain_one():
     real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
-    plain, compiled = (Trainer(0.0005, 0, xla=xla, augment="translation,cutout") for xla in (False, True))
+    plain, compiled = (classic_trainer(xla=xla, augment="translation,cutout") for xla in (False, True))
     for step in range(2):
         plain_values = plain.train_step(real, np.int64(step))
         compiled_values = compiled.train_step(real, np.int64(step))
@@ -86,7 +87,7 @@ def test_batch_must_split_evenly_across_devices(tmp_path):
 
 
 def test_mixed_precision_computes_in_float16_with_float32_weights_output_and_loss_scaling():
-    trainer = Trainer(0.0005, 0, mixed_precision=True)
+    trainer = classic_trainer(mixed_precision=True)
     assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
     assert trainer.generator.layers[0].compute_dtype == "float16"
     assert trainer.discriminator.layers[-1].compute_dtype == "float32"

@@ -59,7 +59,7 @@ def test_saved_weights_are_the_trained_ones_and_differ_from_the_start(trained):
     for saved, live in ((generator, trainer.sampling_generator()), (discriminator, trainer.discriminator)):
         for a, b in zip(saved.get_weights(), live.get_weights()):
             np.testing.assert_array_equal(a, b)
-    initial = Trainer.for_run(config)
+    initial = Trainer(config)
     assert any(not np.array_equal(a, b) for a, b in zip(initial.generator.get_weights(), generator.get_weights()))
     assert any(not np.array_equal(a, b) for a, b in zip(initial.discriminator.get_weights(), discriminator.get_weights()))
 
@@ -73,7 +73,7 @@ def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
     grid = "fakes_epoch0001_step0000006.png"
     assert (tmp_path / "again" / "samples" / grid).read_bytes() == (Path(config.samples_dir) / grid).read_bytes()
     other = dcgan.train(tiny_config(tmp_path / "other", seed=1, steps=1))
-    assert not np.array_equal(other.generator.get_weights()[0], Trainer.for_run(config).generator.get_weights()[0])
+    assert not np.array_equal(other.generator.get_weights()[0], Trainer(config).generator.get_weights()[0])
 
 
 def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
@@ -93,14 +93,15 @@ def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
 
 TWO_TRAINERS = """
 import numpy as np, tensorflow as tf
-from dcgan.training import Batches, TrainConfig, Trainer, use_threads
+from dcgan import TrainConfig, Trainer
+from dcgan.training import Batches, use_threads
 from dcgan.datasets import load_dataset
 use_threads()
 config = TrainConfig(dataset="mnist-sample")
 images = load_dataset(config.dataset)
 weights = []
 for run in range(2):
-    trainer, batches = Trainer.for_run(config), Batches(images, config.seed, config.batch_size)
+    trainer, batches = Trainer(config), Batches(images, config.seed, config.batch_size)
     for step in range(105):
         trainer.train_step(batches(step), tf.constant(step, tf.int64))
     weights.append([v.numpy() for v in trainer.generator.variables + trainer.discriminator.variables])

@@ -1,0 +1,99 @@
+"""Step time of every loss on every architecture, and of the presets, against the classic Keras loop.
+
+    python benchmarks/bench_family.py [--batch-sizes 64,128] [--rounds 3] [--steps 3]
+
+All run in one process, interleaved round by round so that a noisy machine slows them alike;
+ratios to the classic loop (bench_train.ClassicLoop, the keras-dcgan script's step on Keras 3)
+hold where absolute times do not. Each dcgan row is a Trainer's full step: d_steps
+discriminator updates and g_steps generator updates (so wgan-gp's row counts its second-order
+penalty), with its preset's extras where the row names a preset. The per-update column divides
+by the discriminator updates, to compare one update of each game.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import tensorflow as tf  # noqa: E402
+
+from bench_train import ClassicLoop  # noqa: E402
+from dcgan import TrainConfig, Trainer  # noqa: E402
+from dcgan.datasets import load_dataset  # noqa: E402
+from dcgan.presets import ARCHITECTURE_NAMES, LOSS_NAMES  # noqa: E402
+
+
+class Step:
+    """A Trainer's step under `config`, on batches of real images it takes from `images`."""
+
+    def __init__(self, name, config, images):
+        self.name, self.config, self.images = name, config, images
+        self.trainer = Trainer(config)
+        self.count = 0
+
+    def step(self, batch_size):
+        real = self.images[: batch_size * self.config.d_steps]
+        float(self.trainer.train_step(real, tf.constant(self.count, tf.int64))["d_loss"])  # wait for it, as the loop does
+        self.count += 1
+
+
+class Classic:
+    name = "classic Keras loop"
+
+    def __init__(self, images):
+        self.loop, self.images = ClassicLoop(), images
+
+    def step(self, batch_size):
+        self.loop.step(self.images[:batch_size])
+
+
+def candidates(images, which):
+    """The rows to time: one update of each loss on each architecture, and each preset as it trains."""
+    rows = [Classic(images)]
+    if which in ("all", "presets"):
+        rows += [Step(f"preset {preset}", TrainConfig.from_preset(preset), images)
+                 for preset in ("classic", "fast", "dcgan-paper", "wgan", "wgan-gp", "lsgan")]
+    if which in ("all", "losses"):
+        rows += [Step(f"{loss} on {architecture}", TrainConfig.from_preset("classic", loss=loss, architecture=architecture,
+                                                                           optimizer="adam"), images)
+                 for architecture in ARCHITECTURE_NAMES for loss in LOSS_NAMES]
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", default="64,128")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each times --steps steps of every row")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rows", choices=("all", "presets", "losses"), default="all")
+    args = parser.parse_args()
+    images = load_dataset("mnist-sample")
+    print(f"TensorFlow {tf.__version__}; {args.rounds} interleaved rounds of {args.steps} steps, after two warm-up "
+          "steps; median ms per step and per discriminator update\n")
+    print(f"{'batch':>5} {'row':<26} {'ms/step':>8} {'ms/update':>9} {'vs classic loop':>15}")
+    for batch_size in map(int, args.batch_sizes.split(",")):
+        rows = candidates(images, args.rows)
+        for row in rows:
+            for _ in range(2):
+                row.step(batch_size)
+        times = {row.name: [] for row in rows}
+        for _ in range(args.rounds):
+            for row in rows:
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    row.step(batch_size)
+                times[row.name].append((time.perf_counter() - start) / args.steps)
+        reference = statistics.median(times[rows[0].name])
+        for row in rows:
+            seconds = statistics.median(times[row.name])
+            updates = getattr(row, "config", None).d_steps if hasattr(row, "config") else 1
+            print(f"{batch_size:>5} {row.name:<26} {seconds * 1000:>8.0f} {seconds * 1000 / updates:>9.0f} "
+                  f"{seconds / reference:>14.2f}x", flush=True)
+        del rows
+
+
+if __name__ == "__main__":
+    main()

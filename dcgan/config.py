@@ -1,0 +1,111 @@
+"""TrainConfig: everything that defines a training run, saved as run.json beside its weights."""
+import dataclasses
+import math
+
+from dcgan.errors import UserError
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS,
+                           PRESETS, augmentations)
+
+_DEFAULTS = PRESETS[DEFAULT_PRESET]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in run.json so the run can be understood and rebuilt.
+
+    The fields from `activation` to `feature_matching` come from `preset` unless given.
+    """
+
+    dataset: str = "mnist"  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file, or folder of IDX or image files
+    image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
+    channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
+    center_crop: bool = False  # crop a folder's images to their square centre before resizing
+    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings below came from
+    architecture: str = _DEFAULTS["architecture"]  # the models: "classic" (keras-dcgan), "dcgan" (the paper's) or "mlp"
+    loss: str = _DEFAULTS["loss"]  # the game: "bce", "wgan", "wgan-gp", "hinge" or "lsgan"; see dcgan.losses
+    clip: float | None = _DEFAULTS["clip"]  # wgan: clip the critic's weights to [-clip, clip] after each update;
+    # None: the loss's default (dcgan.losses)
+    gp_weight: float | None = _DEFAULTS["gp_weight"]  # wgan-gp: weight of the gradient penalty; None: the loss's default
+    d_steps: int = _DEFAULTS["d_steps"]  # discriminator updates per step, each on its own real batch
+    g_steps: int = _DEFAULTS["g_steps"]  # generator updates per step, after the discriminator's
+    activation: str = _DEFAULTS["activation"]  # hidden layers of the classic and mlp models: "leaky_relu" or "tanh"
+    optimizer: str = _DEFAULTS["optimizer"]  # both players': "adam", "sgd" (Nesterov momentum 0.9) or "rmsprop"
+    lr: float = _DEFAULTS["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
+    beta1: float = _DEFAULTS["beta1"]  # Adam's first-moment decay
+    beta2: float = _DEFAULTS["beta2"]  # Adam's second-moment decay
+    generator_lr: float | None = _DEFAULTS["generator_lr"]  # the generator's own learning rate; None: lr
+    halve_generator_lr_at: int | None = _DEFAULTS["halve_generator_lr_at"]  # the step from which the
+    # generator learns at half its rate; None: never
+    ema: float = _DEFAULTS["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
+    batch_size: int = _DEFAULTS["batch_size"]  # real images per discriminator update; as many generated ones too
+    augment: str = _DEFAULTS["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
+    augment_target: float | None = _DEFAULTS["augment_target"]  # adapt how often to augment so that the
+    # discriminator calls this fraction of the real images it sees real; None: augment every image
+    fake_batch_norm: str = _DEFAULTS["fake_batch_norm"]  # how the generator normalizes the images the
+    # discriminator learns from: "batch" statistics, as in the generator's step, or "moving" averages, as the classic's predict
+    feature_matching: float = _DEFAULTS["feature_matching"]  # weight, in the generator's loss, of the distance
+    # between the mean discriminator features of real and generated images; 0: none, as the classic
+    epochs: int = 30  # passes over the data
+    steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
+    minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
+    seed: int = 0  # seeds the initial weights, the data order, the training noise and the sample noise
+    weights_dir: str = "weights"  # weights, run.json and metrics.csv
+    samples_dir: str = "samples"  # sample grid PNGs
+    sample_every: int = 200  # steps between sample grids; one is also written at the end of each epoch
+    save_every: int = 500  # steps between checkpoints; one is also saved at the end and on Ctrl-C
+    keep: int = 5  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
+    sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
+    overwrite: bool = False  # replace a run already in weights_dir (its snapshots too)
+    threads: int | None = None  # CPU threads for TensorFlow's ops; None uses every core
+    devices: str | None = None  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
+    mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
+    xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
+    logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
+
+    @classmethod
+    def from_preset(cls, preset=DEFAULT_PRESET, **settings):
+        """The preset's settings, then `settings` over them."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        return cls(preset=preset, **{**PRESETS[preset], **settings})
+
+    def check(self):
+        """Raise a UserError naming the first setting that cannot work, and what to give instead."""
+        from dcgan.losses import LOSSES  # TensorFlow: each loss's own settings
+        from dcgan.models import check_image_size
+
+        for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
+                              ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        augmentations(self.augment)
+        for name in ("lr", "beta1", "beta2", "generator_lr", "ema", "augment_target", "feature_matching", "clip",
+                     "gp_weight", "minutes"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise UserError(f"{_option(name)} {value} is not a number; give a finite value")
+        _at_least(self, 1, "d_steps", "g_steps", "batch_size")
+        _at_least(self, 0, "feature_matching", "gp_weight")
+        if self.lr <= 0 or (self.generator_lr is not None and self.generator_lr <= 0):
+            raise UserError("learning rates must be above 0; give --lr (and --generator-lr) such as 0.0002")
+        if self.clip is not None and self.clip <= 0:
+            raise UserError(f"--clip {self.clip} would clip every weight to 0; give a bound above 0 such as 0.01")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"EMA decay {self.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it off")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{_option(name)} {getattr(self, name)} is outside [0, 1); Adam's decays are such as 0.5 and 0.999")
+        if self.image_size:
+            check_image_size(self.architecture, self.image_size)
+        LOSSES[self.loss].check(self)
+
+
+def _option(name):
+    return "--" + name.replace("_", "-")
+
+
+def _at_least(config, low, *names):
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < low:
+            raise UserError(f"{_option(name)} {value} is below {low}; give {low} or more")

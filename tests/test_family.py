@@ -1,0 +1,95 @@
+"""The GAN family end to end: every loss on every architecture trains, saves, reloads in plain Keras,
+resumes bit for bit and ranks --nice images; several updates per step; a colour folder on the paper's models."""
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import dcgan
+from dcgan import Trainer, load_discriminator, load_generator
+from dcgan.losses import LOSSES
+from dcgan.models import ARCHITECTURES
+from dcgan.presets import ARCHITECTURE_NAMES, LOSS_NAMES
+from dcgan.weights import snapshot_steps
+
+from conftest import tiny_config
+
+
+def all_state(trainer):
+    models = [w for model in trainer.models().values() for w in model.get_weights()]
+    optimizers = [v.numpy() for optimizer in trainer.optimizers().values() for v in optimizer.variables]
+    return models + optimizers
+
+
+def test_the_command_line_names_every_loss_and_architecture_the_library_has():
+    assert set(LOSS_NAMES) == set(LOSSES) and set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks(tmp_path, loss, architecture):
+    settings = {"loss": loss, "architecture": architecture, "batch_size": 4, "save_every": 2, "keep": 0, "sample_every": 100}
+    config = tiny_config(tmp_path / "straight", steps=3, **settings)
+    straight = dcgan.train(config)
+    weights = Path(config.weights_dir)
+    assert snapshot_steps(weights) == [2, 3]
+    initial = Trainer(config)
+    assert all(not np.array_equal(a, b) for a, b in
+               zip(initial.discriminator.get_weights()[:1], straight.discriminator.get_weights()[:1])), "it trained"
+
+    # Plain Keras loads both saved models, and they compute what the trainer's models compute.
+    noise = np.random.default_rng(0).uniform(-1, 1, (4, 100)).astype(np.float32)
+    generator = keras.saving.load_model(weights / "generator.keras")
+    discriminator = keras.saving.load_model(weights / "discriminator.keras")
+    images = generator(noise, training=False).numpy()
+    np.testing.assert_allclose(images, straight.sampling_generator()(noise, training=False).numpy(), atol=1e-5)
+    assert images.shape == (4, 28, 28, 1) and images.min() >= -1 and images.max() <= 1
+    scores = discriminator(images, training=False).numpy()[:, 0]
+    np.testing.assert_allclose(scores, straight.discriminator(images, training=False).numpy()[:, 0], atol=1e-5)
+    assert discriminator.layers[-1].activation.__name__ == LOSSES[loss].head
+
+    # --nice ranks by the loss's own scores, highest first.
+    best, best_scores = dcgan.generate(weights, count=3, seed=1, nice_factor=4)
+    pool, _ = dcgan.generate(weights, count=12, seed=1)
+    pool_scores = load_discriminator(weights)(pool, training=False).numpy()[:, 0]
+    np.testing.assert_allclose(best_scores, np.sort(pool_scores)[::-1][:3], atol=1e-5)
+
+    # Resumed from the snapshot at step 2, step 3 is the straight run's, bit for bit.
+    split = tmp_path / "split"
+    shutil.copytree(weights, split / "weights")
+    shutil.rmtree(split / "weights" / "snapshots" / "step0000003")
+    (split / "weights" / "run.json").write_text((split / "weights" / "snapshots" / "step0000002" / "run.json").read_text())
+    resumed = dcgan.train(tiny_config(split, steps=3, **settings), resume=True)
+    for a, b in zip(all_state(straight), all_state(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_several_updates_per_step_train_and_resume_bit_for_bit(tmp_path):
+    settings = {"loss": "wgan-gp", "architecture": "dcgan", "batch_size": 4, "d_steps": 2, "g_steps": 2, "save_every": 2,
+                "augment": "translation", "augment_target": 0.1, "feature_matching": 1.0, "ema": 0.9}
+    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=4, **settings))
+    dcgan.train(tiny_config(tmp_path / "split", steps=2, **settings))
+    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=4, **settings), resume=True)
+    for a, b in zip(all_state(straight), all_state(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(straight.d_optimizer.iterations) == 8 and int(straight.g_optimizer.iterations) == 8
+    run = json.loads((tmp_path / "split" / "weights" / "run.json").read_text())
+    assert run["steps_per_epoch"] == 5000 // 8
+
+
+def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    config = tiny_config(tmp_path, preset="dcgan-paper", dataset=str(folder), image_size=32, batch_size=4, steps=2)
+    dcgan.train(config)
+    assert load_generator(config.weights_dir).output_shape == (None, 32, 32, 3)
+    walks = dcgan.interpolate(config.weights_dir, walks=2, points=3)
+    assert walks.shape == (2, 3, 32, 32, 3)
