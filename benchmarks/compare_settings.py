@@ -51,6 +51,19 @@ CANDIDATES = {
     "fast-seed-1": ["--seed", "1"],
     "fast-seed-2": ["--seed", "2"],
 }
+# Each loss with its paper's settings (hinge with LSGAN's optimizer, as SNGAN's Adam differs only in its betas),
+# on the DCGAN paper's models as the papers trained them and on the classic models: NAME-dcgan, NAME-classic.
+PAPERS = {
+    "bce": ["--preset", "dcgan-paper"],
+    "wgan": ["--preset", "wgan"],
+    "wgan-gp": ["--preset", "wgan-gp"],
+    "hinge": ["--preset", "lsgan", "--loss", "hinge"],
+    "lsgan": ["--preset", "lsgan"],
+}
+CANDIDATES.update({f"{name}-{architecture}": [*options, "--architecture", architecture]
+                   for name, options in PAPERS.items() for architecture in ("dcgan", "classic")})
+# The defaults' extras (adaptive augmentation, feature matching, the weight average, the rates) on the paper's models.
+CANDIDATES["fast-dcgan"] = ["--architecture", "dcgan"]
 COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"
 
 

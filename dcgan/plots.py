@@ -15,10 +15,11 @@ CURVES_FILE = "curves.png"
 ANIMATION_FILE = "fakes.gif"
 GRID_NAME = re.compile(r"fakes_epoch\d+_step(\d+)\.png")
 
-# (title, [(column, label, colour)], fixed y range or None) for each panel of the curves.
+# (title, [(column, label, colour)], y range or None) for each panel of the curves; a range is widened
+# to the values when they leave it.
 PANELS = [
     ("losses", [("d_loss", "d_loss", (200, 60, 40)), ("g_loss", "g_loss", (40, 90, 200))], None),
-    ("discriminator's mean score", [("d_real", "D(x), real", (200, 60, 40)), ("d_fake", "D(G(z)), generated", (40, 90, 200))], (0, 1)),
+    ("discriminator's mean score (a critic's are unbounded)", [("d_real", "D(x), real", (200, 60, 40)), ("d_fake", "D(G(z)), generated", (40, 90, 200))], (0, 1)),
     ("discriminator's accuracy (0.5: fooled half the time) and augment probability",
      [("d_acc_real", "on real", (200, 60, 40)), ("d_acc_fake", "on generated", (40, 90, 200)),
       ("augment_p", "augment p", (60, 150, 60))], (0, 1)),
@@ -59,9 +60,10 @@ def plot_curves(metrics_path, output):
         box = (MARGIN, top + 10, WIDTH - 20, top + PANEL_HEIGHT - 40)
         present = [line for line in lines if line[0] in metrics]
         smoothed = {column: smooth(metrics[column], window) for column, _, _ in present}
-        if y_range is None:
-            high = max(float(values.max()) for values in smoothed.values()) if smoothed else 1.0
-            y_range = (0, _nice_ceiling(high))
+        low = min((float(values.min()) for values in smoothed.values()), default=0.0)
+        high = max((float(values.max()) for values in smoothed.values()), default=1.0)
+        if y_range is None or low < y_range[0] or high > y_range[1]:  # a critic's scores and losses are unbounded
+            y_range = (-_nice_ceiling(-low) if low < 0 else 0, _nice_ceiling(high))
         x_range = (0, max(1.0, float(steps[-1])))
         _axes(draw, font, box, x_range, y_range, title)
         for column, label, colour in present:

@@ -158,3 +158,37 @@ def test_settings_that_cannot_work_are_refused_before_any_data_is_read(tmp_path,
 def test_a_step_of_d_steps_batches_must_fit_in_the_data(tmp_path):
     with pytest.raises(UserError, match=r"a step takes 6000 images \(batch size 1200 x 5 discriminator updates\)"):
         dcgan.train(tiny_config(tmp_path, preset="wgan", batch_size=1200))
+
+
+def test_a_critics_run_shows_its_wasserstein_estimate_and_no_winning_warning(tmp_path, capsys):
+    dcgan.train(tiny_config(tmp_path, preset="wgan", batch_size=4, steps=2))
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("epoch 1/30 step 2/2")][0]
+    assert "W estimate" in line and "D(G(z))" not in line
+    rows = (tmp_path / "weights" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3, "one row a step, whatever the critic's updates"
+    from dcgan.monitor import HealthCheck
+
+    critic = HealthCheck(REAL, window=5, warmup=0, watch_winning=False)
+    assert all(critic.after_step(step, {"d_loss": -3.0, "d_fake": -2.0}) is None for step in range(1, 50))
+
+
+def test_curves_widen_the_score_panel_to_a_critics_scores(tmp_path):
+    from PIL import Image
+
+    from dcgan.monitor import METRICS_COLUMNS
+    from dcgan.plots import plot_curves
+
+    steps = np.arange(1, 201)
+    rows = [",".join(METRICS_COLUMNS)]
+    for step in steps:
+        # Real scores rising from 2 to 4: outside a probability's [0, 1].
+        values = {"step": step, "epoch": 1, "d_loss": -1.0, "g_loss": 0.5, "d_real": 2 + 2 * step / 200, "d_fake": 1.0,
+                  "d_acc_real": 1.0, "d_acc_fake": 0.0, "augment_p": 0.0, "elapsed_seconds": step}
+        rows.append(",".join(str(values[name]) for name in METRICS_COLUMNS))
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    plot_curves(tmp_path / "metrics.csv", tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as picture:
+        pixels = np.asarray(picture.convert("RGB"))
+    score_panel = pixels[250:450]
+    rows_drawn = np.flatnonzero(np.all(score_panel == (200, 60, 40), axis=-1).any(axis=1))
+    assert rows_drawn.max() - rows_drawn.min() > 50, "the rising real scores are drawn, not flattened at the top"
