@@ -143,6 +143,11 @@ def test_help_explains_every_option():
                     "feature_matching"):
         assert f"[default: {preset_defaults(setting)}]" in train_help
     assert "[default: 10000" in invoke("evaluate", "--help").output
+    from dcgan.losses import LOSSES
+
+    # The command line names the losses' own defaults without loading TensorFlow, so it repeats them.
+    assert f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {LOSSES['wgan'].default:g}]" in train_help
+    assert f"--loss wgan-gp: weight of the gradient penalty. [default: {LOSSES['wgan-gp'].default:g}]" in train_help
 
 
 def test_generate_same_seed_gives_a_byte_identical_png(trained, tmp_path):
