@@ -49,7 +49,7 @@ def main():
                    "mnist falls back to mnist-sample when it cannot be found or downloaded.")
 @click.option("--image-size", type=POSITIVE, default=None,
               help="For a folder of images: the square size to resize them to; 16 to 256, a base of 4 to 8 pixels "
-                   "doubled (e.g. 28, 32, 64, 128).  [default: 28]")
+                   "doubled (e.g. 28, 32, 64, 128), or 8 to 128 for --architecture mlp.  [default: 28]")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
