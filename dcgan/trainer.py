@@ -98,8 +98,9 @@ class Trainer:
         """Uniform noise in [-1, 1], a pure function of (seed, stream, update): a step's noise never depends on what ran before."""
         return self._uniform((count, self.latent_dim), stream, -1.0, update=update)
 
-    def augmentation_draws(self, count, step, update=0):
-        """The random numbers behind the augmentation of a step's real, generated, and generator-update images.
+    def augmentation_draws(self, count, step, update=0, parts=(0, 1, 2)):
+        """The random numbers behind the augmentation of a step's real (part 0), generated (1) and
+        generator-update (2) images, for the `parts` asked for.
 
         Each row: DRAWS_PER_AUGMENTATION numbers per augmentation, after, when augmentation adapts,
         the coin that decides whether the image is augmented (below the augment probability).
@@ -108,7 +109,7 @@ class Trainer:
         # coins come from the same streams folded with 1: drawing them in the same call would
         # change every augmentation that runs saved before they existed drew.
         shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
-        streams = [-1 - (3 * step + part) for part in range(3)]
+        streams = [-1 - (3 * step + part) for part in parts]
         draws = [self._uniform(shape, stream, update=update) for stream in streams]
         if self.augment_target is None:
             return draws
@@ -197,14 +198,15 @@ class Trainer:
             # Set every step from the step alone, so a resumed run learns at the rate it would have.
             rate = tf.where(step >= self.config.halve_generator_lr_at, self.generator_lr / 2, self.generator_lr)
             self.g_optimizer.learning_rate.assign(rate)
-        d_draws = [self.augmentation_draws(batch_size, step, update) for update in range(d_steps)]
+        d_draws = [self.augmentation_draws(batch_size, step, update, parts=(0, 1)) for update in range(d_steps)]
         inputs = {
             "real": tf.reshape(real, [d_steps, batch_size, *real.shape[1:]]),
             "d_noise": tf.stack([self.noise(batch_size, 2 * step, update) for update in range(d_steps)]),
             "real_draws": tf.stack([draws[0] for draws in d_draws]),
             "fake_draws": tf.stack([draws[1] for draws in d_draws]),
             "g_noise": tf.stack([self.noise(batch_size, 2 * step + 1, update) for update in range(g_steps)]),
-            "g_draws": tf.stack([self.augmentation_draws(batch_size, step, update)[2] for update in range(g_steps)]),
+            "g_draws": tf.stack([self.augmentation_draws(batch_size, step, update, parts=(2,))[0]
+                                 for update in range(g_steps)]),
         }
         if self.loss.penalized:
             inputs["mix"] = tf.stack([self.penalty_mix(batch_size, step, update) for update in range(d_steps)])
