@@ -64,6 +64,8 @@ CANDIDATES.update({f"{name}-{architecture}": [*options, "--architecture", archit
                    for name, options in PAPERS.items() for architecture in ("dcgan", "classic")})
 # The defaults' extras (adaptive augmentation, feature matching, the weight average, the rates) on the paper's models.
 CANDIDATES["fast-dcgan"] = ["--architecture", "dcgan"]
+# The defaults with another loss on the classic models.
+CANDIDATES.update({f"fast-{loss}": ["--loss", loss] for loss in ("hinge", "lsgan")})
 COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"
 
 
