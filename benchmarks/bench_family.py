@@ -31,6 +31,7 @@ class Step:
 
     def __init__(self, name, config, images):
         self.name, self.config, self.images = name, config, images
+        self.updates = config.d_steps  # discriminator updates a step
         self.trainer = Trainer(config)
         self.count = 0
 
@@ -42,6 +43,7 @@ class Step:
 
 class Classic:
     name = "classic Keras loop"
+    updates = 1
 
     def __init__(self, images):
         self.loop, self.images = ClassicLoop(), images
@@ -89,8 +91,7 @@ def main():
         reference = statistics.median(times[rows[0].name])
         for row in rows:
             seconds = statistics.median(times[row.name])
-            updates = getattr(row, "config", None).d_steps if hasattr(row, "config") else 1
-            print(f"{batch_size:>5} {row.name:<26} {seconds * 1000:>8.0f} {seconds * 1000 / updates:>9.0f} "
+            print(f"{batch_size:>5} {row.name:<26} {seconds * 1000:>8.0f} {seconds * 1000 / row.updates:>9.0f} "
                   f"{seconds / reference:>14.2f}x", flush=True)
         del rows
 
