@@ -5,6 +5,8 @@
 Each NAME in CANDIDATES (all of them by default) trains with `dcgan train --minutes M` up to the
 first point, is scored there with `dcgan evaluate --json`, then goes on with `--resume` to the next
 point; resuming continues the run bit for bit, and scoring happens outside the training time.
+With --extend, a setting already scored in OUT goes on from its last point instead of starting over,
+so a comparison can grow in stages (5 and 15 minutes today, 30 for the best tomorrow).
 Prints one markdown table row per point and writes every report to OUT/NAME/scores.json; each
 point's sample grid is the last one in OUT/NAME/samples. Minutes are those the trainer counts
 (metrics.csv's elapsed_seconds), so run it on an otherwise idle machine.
@@ -84,11 +86,18 @@ def table_row(name, report):
             f"| {generated['precision']:.3f} | {generated['recall']:.3f} |")
 
 
-def compare(name, options, dataset, minutes, folder, count):
+def compare(name, options, dataset, minutes, folder, count, extend):
     folder = Path(folder) / name
-    shutil.rmtree(folder, ignore_errors=True)
     weights = folder / "weights"
-    reports = []
+    scores = folder / "scores.json"
+    if extend and scores.exists():
+        reports = json.loads(scores.read_text())
+        for report in reports:
+            print(table_row(name, report), flush=True)
+        minutes = [point for point in minutes if point > reports[-1]["minutes"]]
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        reports = []
     for point in minutes:
         dcgan("train", "--dataset", dataset, "--minutes", point, "--epochs", 100_000, "--weights-dir", weights,
               "--samples-dir", folder / "samples", "--sample-every", 100, "--save-every", 100_000,
@@ -98,7 +107,7 @@ def compare(name, options, dataset, minutes, folder, count):
         report.update(setting=name, options=options, minutes=float(elapsed) / 60)
         reports.append(report)
         print(table_row(name, report), flush=True)
-    (folder / "scores.json").write_text(json.dumps(reports, indent=2))
+        scores.write_text(json.dumps(reports, indent=2))
 
 
 def main():
@@ -109,6 +118,7 @@ def main():
     parser.add_argument("--minutes", default="5,15,30", help="comma-separated minutes of training to score at")
     parser.add_argument("--count", type=int, default=10_000, help="generated images per score")
     parser.add_argument("--out", default="compare", help="folder for the runs")
+    parser.add_argument("--extend", action="store_true", help="continue settings already scored in OUT from their last point")
     args = parser.parse_args()
     unknown = set(args.names) - set(CANDIDATES)
     if unknown:
@@ -116,7 +126,7 @@ def main():
     minutes = sorted(float(m) for m in args.minutes.split(","))
     print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.names:
-        compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count)
+        compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count, args.extend)
 
 
 if __name__ == "__main__":
