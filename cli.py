@@ -1,9 +1,11 @@
 """The `dcgan` command: parses and checks options, then calls the dcgan library."""
 import contextlib
+import importlib
 import dataclasses
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import click
@@ -11,12 +13,33 @@ import click
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS, PRESETS,
                            preset_defaults, saved_config)
 
-# Quiets TensorFlow's C++ log once it is running (TensorFlow 2.21 prints a few lines while it
-# loads whatever this says); a user's own setting wins.
+# Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow 2.21 prints its start-up lines (absl, oneDNN, the CUDA stub) twice from C++ while its
+    libraries load, before TF_CPP_MIN_LOG_LEVEL is read, so only the descriptor hides them.
+    TF_CPP_MIN_LOG_LEVEL=0 shows them. A failing import still raises its Python error.
+    """
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        importlib.import_module("tensorflow")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 # dcgan is imported inside the commands: it imports TensorFlow, which `--help` should not wait for.
 POSITIVE = click.IntRange(min=1)
+SEED = click.IntRange(0, 2**32 - 1)
+MAX_DRAWN = 100_000  # images one generate command draws (with --nice, batch size x nice factor)
 
 
 class NumberOrNone(click.ParamType):
@@ -37,7 +60,30 @@ class NumberOrNone(click.ParamType):
         return self.numbers.convert(value, param, ctx)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class OneLineErrors(click.Group):
+    """Prints every error as one line, `Error: what is wrong` (naming the help to read for an option
+    mistake), where click would print the usage first."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as error:  # `dcgan` alone: the help
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            where = f" (see {error.ctx.command_path} --help)" if error.ctx else ""
+            click.echo(f"Error: {error.format_message()}{where}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)  # --help and --version return their exit status
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main():
     """Train the classic DCGAN on digits or your own data, and draw images from it."""
 
@@ -131,7 +177,7 @@ def main():
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many minutes of training in all, if that comes first; a resumed run counts its "
                    "earlier minutes. The stop saves weights and a grid like any other end.  [default: no limit]")
-@click.option("--seed", type=int, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
+@click.option("--seed", type=SEED, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
 @click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
 @click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also written at the end of every epoch.")
@@ -161,6 +207,7 @@ def train(ctx, dry_run, resume, **options):
 
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
+    import_tensorflow_quietly()
     from dcgan import TrainConfig, train as run_training
     from dcgan.weights import read_run_info
 
@@ -180,9 +227,26 @@ def train(ctx, dry_run, resume, **options):
 
 def weights_folder(weights_dir, snapshot):
     """The folder to load from: the run's latest weights, or one of its snapshots."""
-    from dcgan.weights import snapshot_folder
+    from dcgan import UserError
+    from dcgan.weights import snapshot_folder, snapshot_steps
 
-    return snapshot_folder(weights_dir, snapshot) if snapshot is not None else Path(weights_dir)
+    if snapshot is None:
+        return Path(weights_dir)
+    if snapshot not in snapshot_steps(weights_dir):
+        steps = snapshot_steps(weights_dir)
+        raise UserError(f"{weights_dir} has no snapshot at step {snapshot}; "
+                        + (f"its snapshots are at steps {', '.join(map(str, steps))}" if steps else "it has no snapshots"))
+    return snapshot_folder(weights_dir, snapshot)
+
+
+def unused_name(folder, stem, suffix):
+    """folder/stem.suffix, or folder/stem-2.suffix and on when that is taken: a default name never replaces a file."""
+    path = folder / f"{stem}{suffix}"
+    number = 2
+    while path.exists() or path.with_suffix(".gif").exists():
+        path = folder / f"{stem}-{number}{suffix}"
+        number += 1
+    return path
 
 
 WEIGHTS_DIR = click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
@@ -193,22 +257,23 @@ SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
 @main.command()
 @WEIGHTS_DIR
 @SNAPSHOT
-@click.option("--batch-size", type=POSITIVE, default=128, help="Images in the output grid.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=128, help="Images in the output grid.")
 @click.option("--nice", is_flag=True, help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.")
 @click.option("--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept.")
 @click.option("--interpolate", is_flag=True,
               help="Instead: walk between random latent points, one walk per row of the grid, to see how smoothly the images change.")
-@click.option("--walks", type=POSITIVE, default=8, help="With --interpolate: rows of the grid, each a walk between two random points.")
-@click.option("--points", type=click.IntRange(min=2), default=10, help="With --interpolate: images along each walk, both ends included.")
+@click.option("--walks", type=click.IntRange(1, 256), default=8, help="With --interpolate: rows of the grid, each a walk between two random points.")
+@click.option("--points", type=click.IntRange(2, 256), default=10, help="With --interpolate: images along each walk, both ends included.")
 @click.option("--spherical", is_flag=True, help="With --interpolate: walk along the great circle between the points instead of a straight line.")
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
-@click.option("--seed", type=int, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
+@click.option("--seed", type=SEED, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="PNG to write.  [default: samples/generated_seedSEED.png, nice_seedSEED.png or interpolate_seedSEED.png]")
 @click.pass_context
 def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, seed, output):
     """Draw images from a trained generator into one tiled PNG."""
-    from dcgan import generate as generate_images, interpolate as interpolate_images, save_grid
+    import_tensorflow_quietly()
+    from dcgan import UserError, generate as generate_images, interpolate as interpolate_images, save_grid
     from dcgan.files import writable_folder
     from dcgan.generation import save_walks
 
@@ -218,11 +283,20 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
         raise click.UsageError("--nice and --interpolate draw different grids; pass one of them")
     if given and not interpolate:
         raise click.UsageError(f"--{sorted(given)[0]} works only with --interpolate; add --interpolate or leave it out")
+    if nice and batch_size * nice_factor > MAX_DRAWN:
+        raise click.UsageError(f"--nice draws batch size x nice factor = {batch_size * nice_factor:,} images; "
+                               f"keep it at most {MAX_DRAWN:,} (e.g. --nice-factor {max(1, MAX_DRAWN // batch_size)})")
+    if output and Path(output).suffix.lower() != ".png":
+        raise click.UsageError(f"--output {output}: give a name ending in .png (--gif writes the GIF beside it)")
     if seed is None:
         seed = secrets.randbelow(2**31)
     kind = "interpolate" if interpolate else "nice" if nice else "generated"
-    output = Path(output or f"samples/{kind}_seed{seed}.png")
+    output = Path(output) if output else unused_name(Path("samples"), f"{kind}_seed{seed}", ".png")
+    written = [output, output.with_suffix(".gif")] if gif else [output]
     with user_errors():
+        for path in written:
+            if path.exists():
+                raise UserError(f"{path} exists already; choose another --output, or remove it first")
         writable_folder(output.parent, "--output")
         folder = weights_folder(weights_dir, snapshot)
         if interpolate:
@@ -242,8 +316,8 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
 @click.option("--dataset", default=None,
               help="Labelled data to score against: mnist, mnist-sample, fashion-mnist, or a .npz with x and y "
                    "(or x_train, y_train, x_test, y_test) or a folder of IDX images and labels.  [default: the run's dataset]")
-@click.option("--count", type=click.IntRange(min=10), default=10_000, help="Generated images to score.")
-@click.option("--seed", type=int, default=0, help="Seed of the noise the images are drawn from.")
+@click.option("--count", type=click.IntRange(10, 50_000), default=10_000, help="Generated images to score.")
+@click.option("--seed", type=SEED, default=0, help="Seed of the noise the images are drawn from.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where the scoring classifier is cached.  [default: $DCGAN_CACHE, else ~/.cache/dcgan]")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
@@ -255,6 +329,7 @@ def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
     the classifier's confidence, and k-NN precision and recall. The classifier is trained on the
     dataset the first time and cached; its held-out accuracy is reported.
     """
+    import_tensorflow_quietly()
     from dcgan.evaluation import evaluate as score_generator, format_report
 
     with user_errors():

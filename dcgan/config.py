@@ -1,12 +1,16 @@
 """TrainConfig: everything that defines a training run, saved as run.json beside its weights."""
 import dataclasses
 import math
+import typing
 
 from dcgan.errors import UserError
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS,
                            PRESETS, augmentations)
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
+SEEDS = 2**32  # seeds are 0 to 2**32 - 1, what Keras and numpy seed with
+MAX_SAMPLE_COUNT = 1024  # a grid of 32 x 32 images: more is unreadable and takes memory at every grid
+MAX_THREADS = 256
 
 
 @dataclasses.dataclass
@@ -84,7 +88,17 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise UserError(f"{_option(name)} {value} is not a number; give a finite value")
-        _at_least(self, 1, "d_steps", "g_steps", "batch_size")
+        if not self.dataset or not str(self.dataset).strip():
+            raise UserError("--dataset is empty; give a dataset name (mnist, mnist-sample, fashion-mnist) or a path")
+        check_seed(self.seed)
+        _at_least(self, 1, "d_steps", "g_steps", "batch_size", "epochs", "steps", "sample_every", "save_every",
+                  "sample_count", "threads")
+        _at_least(self, 0, "keep")
+        if self.sample_count > MAX_SAMPLE_COUNT:
+            raise UserError(f"--sample-count {self.sample_count} is more than a grid can show; give at most {MAX_SAMPLE_COUNT}")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise UserError(f"--threads {self.threads} is more than TensorFlow can use; give at most {MAX_THREADS}, "
+                            "or leave it out to use every core")
         _at_least(self, 0, "feature_matching", "gp_weight")
         if self.lr <= 0 or (self.generator_lr is not None and self.generator_lr <= 0):
             raise UserError("learning rates must be above 0; give --lr (and --generator-lr) such as 0.0002")
@@ -98,6 +112,32 @@ class TrainConfig:
         if self.image_size:
             check_image_size(self.architecture, self.image_size)
         LOSSES[self.loss].check(self)
+
+
+def settings_problem(settings):
+    """What is wrong with a dict of TrainConfig settings read from a file (an unknown name, a value of the
+    wrong type), or None."""
+    fields = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
+    for name, value in settings.items():
+        if name not in fields:
+            return f"unknown setting {name!r}"
+        allowed = typing.get_args(fields[name]) or (fields[name],)
+        if float in allowed:
+            allowed = (*allowed, int)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            kinds = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed if kind is not int or float not in allowed)
+            return f"setting {name!r} is {json_text(value)}, not {kinds}"
+    return None
+
+
+def json_text(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_seed(seed, option="--seed"):
+    if not 0 <= seed < SEEDS:
+        raise UserError(f"{option} {seed} is out of range; give a whole number from 0 to {SEEDS - 1}")
 
 
 def _option(name):

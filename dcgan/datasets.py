@@ -10,6 +10,7 @@ import os
 import struct
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ DATASET_NAMES = ("mnist", "mnist-sample", "fashion-mnist")
 MNIST_SAMPLE = Path(__file__).parent / "assets" / "mnist_sample.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_UBYTE = 0x08
+MAX_CLASSES = 1000
 
 
 def keras_datasets_dir():
@@ -164,6 +166,9 @@ def _labels(labels, count, source):
     if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(f"{source} holds labels of shape {labels.shape} and type {labels.dtype}; "
                         f"it needs {count} integer labels, one per image")
+    if count and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise UserError(f"{source} holds labels from {labels.min()} to {labels.max()}; "
+                        f"number the classes from 0, below {MAX_CLASSES}")
     return labels.astype(np.int64)
 
 
@@ -177,13 +182,51 @@ def _hold_out(images, labels, fraction=0.2):
     return Labelled(images[~held_out], labels[~held_out], images[held_out], labels[held_out])
 
 
-def _read_npz(path, keys):
-    """The arrays named in `keys` that the .npz at `path` holds (only those are read), and the names of all it holds."""
+def _read_npz(path, keys, memory_limit=IN_MEMORY_BYTES):
+    """The arrays named in `keys` that the .npz at `path` holds (only those are read), and the names of all it holds.
+
+    Each array's header is checked before the array is read: numbers, within the memory limit (as
+    float32), and no bigger than what the file holds.
+    """
     try:
-        with np.load(path) as arrays:
+        with zipfile.ZipFile(path) as archive:
+            for key in keys:
+                if f"{key}.npy" in archive.namelist():
+                    _check_npy_header(path, key, archive, memory_limit)
+        with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in keys if key in arrays.files}, arrays.files
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise UserError(f"cannot read {path} as a .npz file ({error}); check the file or rebuild it") from None
+        raise UserError(f"cannot read {path} as a .npz file ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                        "check the file or save it again with numpy.savez") from None
+
+
+def _check_npy_header(path, key, archive, memory_limit):
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise UserError(f"{path}: {key} is saved in .npy format {version[0]}.{version[1]}, which dcgan does not read; "
+                            "save it again with numpy.savez")
+        shape, _, dtype = read_header(member)
+    if dtype.kind not in "biuf":
+        raise UserError(f"{path}: {key} holds {dtype} values, not numbers; save the images as integers or floats")
+    count = math.prod(shape)
+    if count * dtype.itemsize > info.file_size:
+        raise UserError(f"{path} is damaged: {key}'s header promises shape {shape} of {dtype}, more than the file holds; "
+                        "save it again")
+    _check_memory(path, shape, memory_limit)
+
+
+def _check_memory(source, shape, memory_limit):
+    """Refuse data whose float32 copy would not fit in `memory_limit` bytes, before it is allocated."""
+    size = 4 * math.prod(shape)
+    if size > memory_limit:
+        raise UserError(
+            f"{source} holds shape {tuple(shape)}: {size / 2**30:.1f} GiB as float32, more than the "
+            f"{memory_limit / 2**30:.1f} GiB dcgan holds in memory; use part of it, or save the images as PNG files "
+            "in a folder, which is read from disk a batch at a time"
+        )
 
 
 def _load_npz(path):
@@ -211,40 +254,54 @@ def _load_idx_folder(folder):
     return np.concatenate([_to_unit_range(read_idx(p), p) for p in train_files])
 
 
-def read_idx(path):
-    """The array in an IDX file (raw or gzipped) of unsigned bytes, as used by MNIST."""
+def read_idx(path, memory_limit=IN_MEMORY_BYTES):
+    """The array in an IDX file (raw or gzipped) of unsigned bytes, as used by MNIST.
+
+    The header's shape is checked against the memory limit and the file before the pixels are read,
+    so a small gzip that would inflate to gigabytes is refused unread.
+    """
     path = Path(path)
     try:
         with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as file:
-            data = file.read()
-    except (OSError, EOFError) as error:
+            magic = file.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] != IDX_UBYTE:
+                raise UserError(f"{path} is not an IDX file of unsigned bytes; pass a .npz (x_train or x), an IDX file or a folder")
+            dimensions = file.read(4 * magic[3])
+            if len(dimensions) < 4 * magic[3]:
+                raise UserError(f"{path} is truncated within its header; download or copy it again")
+            shape = struct.unpack(f">{magic[3]}I", dimensions)
+            _check_memory(path, shape, memory_limit)
+            data = file.read(math.prod(shape) + 1)
+    except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"cannot read {path} ({error}); pass a readable .npz, IDX file or folder") from None
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != IDX_UBYTE:
-        raise UserError(f"{path} is not an IDX file of unsigned bytes; pass a .npz (x_train or x), an IDX file or a folder")
-    ndim = data[3]
-    header_size = 4 + 4 * ndim
-    shape = struct.unpack(f">{ndim}I", data[4:header_size])
-    if len(data) - header_size != math.prod(shape):
-        raise UserError(f"{path} is truncated: its header promises shape {shape}; download or copy it again")
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(shape)
+    if len(data) != math.prod(shape):
+        raise UserError(f"{path} does not match its header, which promises shape {shape} "
+                        f"({'more' if len(data) < math.prod(shape) else 'fewer'} bytes than it holds); download or copy it again")
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _to_unit_range(images, source):
+    stored = images.shape
     if images.ndim == 3:
         images = images[..., np.newaxis]
     if images.ndim != 4 or len(images) == 0 or images.shape[1] != images.shape[2] or images.shape[3] not in (1, 3):
         raise UserError(
-            f"{source} holds an array of shape {images.shape}, but dcgan needs square grayscale or colour images: "
+            f"{source} holds an array of shape {stored}, but dcgan needs square grayscale or colour images: "
             "shape (N, H, H), (N, H, H, 1) or (N, H, H, 3) with N > 0"
         )
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 127.5 - 1
-    images = images.astype(np.float32)
+    if images.dtype.kind not in "biuf":
+        raise UserError(f"{source} holds {images.dtype} values, not numbers; save the images as integers or floats")
     low, high = float(images.min()), float(images.max())
-    if low >= 0 and high <= 1:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UserError(f"{source} holds NaN or infinite values; replace them, then scale the images to [0, 255], [0, 1] or [-1, 1]")
+    integers = images.dtype.kind in "biu"
+    images = images.astype(np.float32)
+    if low >= 0 and high <= 1:  # [0, 1] floats, or integer images of 0s and 1s: black and white
         return images * 2 - 1
     if low >= -1 and high <= 1:
         return images
     if low >= 0 and high <= 255:
         return images / 127.5 - 1
-    raise UserError(f"{source} holds values from {low} to {high}; scale them to [0, 255], [0, 1] or [-1, 1]")
+    if integers and low >= 0 and high <= 65535:  # 16-bit images
+        return images / 32767.5 - 1
+    raise UserError(f"{source} holds values from {low:g} to {high:g}; scale them to [0, 255], [0, 1] or [-1, 1]")

@@ -29,6 +29,8 @@ CLASSIFIER_VERSION = 1  # part of the cache key: raise it when the classifier or
 NEIGHBOURS = 3  # k of the k-NN balls, as in Kynkäänniemi et al.
 COVERED_SHARE = 0.2  # a class counts as covered with at least this fraction of an even share of the images
 CLASSIFIER_STEPS = 1500  # training steps of batch 64, at least 3 epochs
+MIN_TRAINING_IMAGES = 100  # labelled images the classifier needs to learn from, and held out to score against
+MIN_HELD_OUT_IMAGES = 20
 
 
 def default_cache_dir():
@@ -80,14 +82,17 @@ def load_classifier(dataset, data, cache_dir=None, log=print):
     path = cache_dir / f"classifier-{name}-{digest.hexdigest()[:16]}.keras"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
-        return Classifier(keras.saving.load_model(path), {**json.loads(info_path.read_text()), "path": str(path)})
+        try:
+            return Classifier(keras.saving.load_model(path), {**json.loads(info_path.read_text()), "path": str(path)})
+        except Exception as error:  # any damage to a cache file: it can be made again
+            log(f"The cached classifier {path} is damaged ({type(error).__name__}); training it again")
 
     log(f"Training a classifier on {len(data.train_images)} {dataset} images to score with (once; it is cached in {cache_dir})")
     keras.utils.set_random_seed(0)
     classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
     model = build_classifier(data.train_images.shape[1:], classes)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    epochs = max(3, math.ceil(CLASSIFIER_STEPS * 64 / len(data.train_images)))
+    epochs = max(3, math.ceil(CLASSIFIER_STEPS / math.ceil(len(data.train_images) / 64)))  # at most 1,500 steps on small data
     model.fit(data.train_images, data.train_labels, batch_size=64, epochs=epochs, verbose=0)
     classifier = Classifier(model, {})
     _, probabilities = classifier(data.test_images)
@@ -177,6 +182,13 @@ class Scorer:
 
     def __init__(self, dataset, cache_dir=None, log=print):
         self.data = load_labelled(dataset)
+        classes = len(np.unique(self.data.train_labels))
+        if len(self.data.train_images) < MIN_TRAINING_IMAGES or len(self.data.test_images) < MIN_HELD_OUT_IMAGES or classes < 2:
+            raise UserError(
+                f"{dataset} has {len(self.data.train_images)} labelled images to train the scoring classifier on and "
+                f"{len(self.data.test_images)} held out, in {classes} classes; scoring needs at least "
+                f"{MIN_TRAINING_IMAGES} and {MIN_HELD_OUT_IMAGES}, in 2 classes or more: pass a bigger labelled dataset"
+            )
         self.classifier = load_classifier(dataset, self.data, cache_dir, log)
         self.classes = self.classifier.model.output_shape[-1]
         self.reference, _ = self.classifier(self.data.test_images)

@@ -47,3 +47,53 @@ def writable_folder(folder, option):
     except OSError as error:
         raise UserError(f"cannot write to folder {folder} ({error.strerror}); choose a writable one with {option}") from None
     return folder
+
+
+LOCK_FILE = "train.lock"
+
+
+class FolderLock:
+    """Owns a run folder while a trainer writes to it: an OS lock on FOLDER/train.lock, which the OS
+    releases when the process ends however it ends, so a killed trainer never leaves the folder locked.
+
+    A second trainer on the folder gets a UserError naming the process that holds it.
+    """
+
+    def __init__(self, folder):
+        self.path = Path(folder) / LOCK_FILE
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.path, "a+")
+        try:
+            _lock(self.file)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise UserError(
+                f"{self.path.parent} is in use by dcgan train ({holder}); wait for it to end or stop it, "
+                "or train in another --weights-dir"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exception):
+        self.file.close()  # closing releases the lock
+
+
+try:
+    import fcntl
+
+    def _lock(file):
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+except ImportError:  # Windows
+    import msvcrt
+
+    def _lock(file):
+        file.seek(0)
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)

@@ -13,7 +13,11 @@ from PIL import Image, UnidentifiedImageError
 from dcgan.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow modes without colour
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")  # Pillow modes without colour
+WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale, read without losing its precision
+# What Pillow raises for a file it cannot decode: a damaged PNG chunk is a SyntaxError, a bomb its own error.
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+MAX_PIXELS = 50_000_000  # larger images are skipped: decoding one takes gigabytes (a decompression bomb)
 IN_MEMORY_BYTES = 2 * 2**30  # folders up to 2 GiB of float32 pixels are held in memory
 DEFAULT_SIZE = 28
 DECODING_THREADS = 4  # Pillow releases the GIL while it decodes and resizes
@@ -39,10 +43,12 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
     for path in files:
         try:
             with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise UnidentifiedImageError(f"larger than {MAX_PIXELS:,} pixels: {image.width}x{image.height}")
                 sizes.append(image.size)
                 modes.add(image.mode)
             readable.append(path)
-        except (UnidentifiedImageError, OSError) as error:
+        except DECODE_ERRORS as error:
             skipped.append((path, error))
     if not readable:
         raise UserError(f"none of the {len(files)} image files in {folder} could be read "
@@ -59,11 +65,28 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
               f"{images.nbytes / 2**30:.1f} GiB, more than the {memory_limit / 2**30:.1f} GiB held in memory; "
               "reading them from disk a batch at a time", file=sys.stderr)
         return images
-    return images[np.arange(len(images))]
+    return _decode_all(images, folder, len(files))
+
+
+def _decode_all(images, folder, file_count):
+    """Every image of the ImageFolder `images` as one array, skipping those that fail to decode (a truncated file)."""
+    decoded, failed = [], []
+    for path, pixels in zip(images.files, images._threads.map(images.try_read, range(len(images)))):
+        (failed if isinstance(pixels, Exception) else decoded).append((path, pixels))
+    if not decoded:
+        raise UserError(f"none of the {file_count} image files in {folder} could be decoded "
+                        f"(e.g. {failed[0][0]}: {_reason(failed[0][1])}); check that they are whole PNG or JPEG images")
+    if failed:
+        print(f"Skipping {len(failed)} of {file_count} image files in {folder} that fail to decode, "
+              f"e.g. {failed[0][0]} ({_reason(failed[0][1])})", file=sys.stderr)
+    return np.stack([pixels for _, pixels in decoded]).astype(np.float32) / 127.5 - 1
 
 
 def _reason(error):
-    return str(error).split(":")[0] if isinstance(error, UnidentifiedImageError) else (error.strerror or str(error))
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).split(":")[0] if isinstance(error, UnidentifiedImageError) else str(error)
+    return text or type(error).__name__
 
 
 def _check_sizes(files, sizes, image_size, center_crop):
@@ -109,17 +132,29 @@ class ImageFolder:
         return np.stack(pixels).astype(np.float32) / 127.5 - 1
 
     def _read(self, index):
-        path = self.files[index]
+        pixels = self.try_read(index)
+        if isinstance(pixels, Exception):
+            raise UserError(f"cannot read {self.files[index]} any more ({_reason(pixels)}); remove it or put it back, "
+                            "then continue with --resume") from None
+        return pixels
+
+    def try_read(self, index):
+        """The pixels of image `index` (H, W, C) from 0 to 255, or the error that stopped its decoding."""
         try:
-            with Image.open(path) as image:
-                image = image.convert("L" if self.channels == 1 else "RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise UserError(f"cannot read {path} any more ({_reason(error)}); it changed while training") from None
-        if self.center_crop:
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-        if image.size != (self.image_size, self.image_size):
-            image = image.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
-        pixels = np.asarray(image)
-        return pixels[..., np.newaxis] if self.channels == 1 else pixels
+            with Image.open(self.files[index]) as image:
+                if image.mode in WIDE_GRAY_MODES:
+                    image = Image.fromarray(np.asarray(image, np.float32) / 257, "F")  # 0-65535 -> 0-255, kept fractional
+                else:
+                    image = image.convert("L" if self.channels == 1 else "RGB")
+                if self.center_crop:
+                    side = min(image.size)
+                    left, top = (image.width - side) // 2, (image.height - side) // 2
+                    image = image.crop((left, top, left + side, top + side))
+                if image.size != (self.image_size, self.image_size):
+                    image = image.resize((self.image_size, self.image_size), Image.Resampling.LANCZOS)
+                pixels = np.asarray(image)
+        except DECODE_ERRORS as error:
+            return error
+        if pixels.ndim == 2:
+            pixels = pixels[..., np.newaxis]
+        return np.repeat(pixels, self.channels, axis=2) if pixels.shape[2] != self.channels else pixels

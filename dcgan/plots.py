@@ -34,9 +34,29 @@ def read_metrics(path):
             rows = list(csv.DictReader(file))
     except OSError as error:
         raise UserError(f"cannot read {path} ({error.strerror}); pass the --weights-dir of a training run") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is damaged ({error}); move it aside, and training writes a new one") from None
     if not rows:
         raise UserError(f"{path} has no steps yet; train for a while first")
-    return {name: np.array([float(row[name]) for row in rows]) for name in rows[0]}
+    if "step" not in rows[0]:
+        raise UserError(f"{path} has no step column, so it is not a dcgan metrics file; pass the --weights-dir of a training run")
+    columns = {}
+    for name in rows[0]:
+        try:
+            columns[name] = np.array([float(row[name]) for row in rows])
+        except (TypeError, ValueError):
+            line = next(number for number, row in enumerate(rows, 2) if not _is_number(row[name]))
+            raise UserError(f"{path} is damaged: line {line} has no number for {name}; "
+                            "delete that line, or move the file aside and training writes a new one") from None
+    return columns
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def smooth(values, window):
@@ -123,7 +143,7 @@ def _nice_ceiling(value):
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `value`."""
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     return next(power * m for m in (1, 2, 2.5, 5, 10) if power * m >= value)
 
 

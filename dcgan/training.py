@@ -4,7 +4,6 @@ import csv
 import dataclasses
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -16,7 +15,7 @@ import tensorflow as tf
 
 from dcgan.datasets import load_dataset
 from dcgan.errors import TrainingStopped, UserError
-from dcgan.files import writable_folder
+from dcgan.files import FolderLock, writable_folder
 from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM
@@ -24,7 +23,8 @@ from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, 
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.presets import saved_config, shown
 from dcgan.trainer import Trainer
-from dcgan.weights import RUN_FILE, SNAPSHOTS, complete_folder, load_checkpoint, remove_leftovers, save_checkpoint
+from dcgan.weights import (PREVIOUS_RUN, RUN_FILE, complete_folder, drop_previous_run, load_checkpoint, remove_leftovers,
+                           save_checkpoint, set_aside_run, settle_previous_run)
 
 def epoch_order(seed, epoch, count):
     """The data order of one epoch, a pure function of (seed, epoch)."""
@@ -82,8 +82,8 @@ def train(config, resume=False):
     With `resume`, continue the run in `config.weights_dir` from its newest snapshot: weights,
     optimizer state, step and epoch, data order and noise all carry on as if it had never stopped.
     """
-    use_threads(config.threads)  # first: nothing below may start TensorFlow before its threads are set
-    config.check()  # every setting, before a folder is read
+    config.check()  # every setting, before a folder is read or TensorFlow runs
+    use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
     images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
     step_images = config.batch_size * config.d_steps
     if step_images > len(images):
@@ -91,7 +91,7 @@ def train(config, resume=False):
             f"a step takes {step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
             f"updates), more than the dataset's {len(images)}; use a batch size of at most {len(images) // config.d_steps}"
         )
-    devices = config.devices.split(",") if config.devices else None
+    devices = check_devices(config.devices)
     if devices and config.batch_size % len(devices):
         raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
                         f"use a multiple of {len(devices)}")
@@ -99,16 +99,34 @@ def train(config, resume=False):
         raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
-    remove_leftovers(weights_dir)
-    if (complete_folder(weights_dir) / RUN_FILE).exists() and not (config.overwrite or resume):
-        raise UserError(
-            f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to replace it, "
-            "or choose another folder with --weights-dir"
-        )
-    if config.overwrite and not resume:
-        shutil.rmtree(weights_dir / SNAPSHOTS, ignore_errors=True)
+    if config.logdir:
+        writable_folder(config.logdir, "--logdir")
+    with FolderLock(weights_dir):
+        remove_leftovers(weights_dir)
+        settled = settle_previous_run(weights_dir)
+        if settled:
+            print(settled, file=sys.stderr)
+        if (complete_folder(weights_dir) / RUN_FILE).exists() and not (config.overwrite or resume):
+            raise UserError(
+                f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to replace it, "
+                "or choose another folder with --weights-dir"
+            )
+        replacing = (complete_folder(weights_dir) / RUN_FILE).exists() and not resume
+        if replacing:
+            set_aside_run(weights_dir)
+            print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
+                  "saves its first checkpoint, and put back if this run fails before that")
+        try:
+            return _train(config, resume, images, weights_dir, samples_dir)
+        except BaseException:
+            if replacing:
+                settle_previous_run(weights_dir)
+            raise
 
+
+def _train(config, resume, images, weights_dir, samples_dir):
     trainer = Trainer(config, images.shape[1:])
+    step_images = config.batch_size * config.d_steps
     batches = Batches(images, config.seed, config.batch_size, config.d_steps)
     steps_per_epoch = batches.steps_per_epoch
     run_info = {
@@ -147,6 +165,8 @@ def train(config, resume=False):
         if last_saved == step:
             return
         save_checkpoint(weights_dir, trainer, {**run_info, "step": step, "epoch": epoch}, config.keep)
+        if last_saved is None:
+            drop_previous_run(weights_dir)  # a run replaced by --overwrite: this one can stand in for it now
         last_saved = step
 
     health = HealthCheck(images[epoch_order(config.seed, 0, len(images))[: config.sample_count]],
@@ -222,6 +242,21 @@ def train(config, resume=False):
     return trainer
 
 
+def check_devices(setting):
+    """The device names in the comma-separated `setting` (None: none given), each one that TensorFlow has, once."""
+    if setting is None:
+        return None
+    devices = setting.split(",")
+    present = [device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()]
+    named = [name.strip().upper().removeprefix("/DEVICE:").removeprefix("/") for name in devices]
+    for name, device in zip(devices, named):
+        if device not in present:
+            raise UserError(f"--devices {setting}: there is no device {name!r} here; choose from {', '.join(present)}")
+    if len(set(named)) < len(named):
+        raise UserError(f"--devices {setting} names a device twice; name each once")
+    return devices
+
+
 def draw_run_pictures(weights_dir, samples_dir):
     """The training curves and, once there are sample grids, their animation, as they stand."""
     plot_curves(Path(weights_dir) / METRICS_FILE, Path(samples_dir) / CURVES_FILE)
@@ -290,11 +325,16 @@ def restart_metrics(path, step, fill):
     """
     rows = []
     if step and path.exists():
-        with open(path, newline="") as file:
-            rows = [row for row in csv.DictReader(file) if int(row["step"]) <= step]
+        try:
+            with open(path, newline="") as file:
+                rows = [row for row in csv.DictReader(file) if int(row["step"]) <= step]
+            elapsed = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
+        except (csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is damaged; move it aside to resume with new metrics (its curves and "
+                            "minutes start again from this step)") from None
     with open(path, "w", newline="") as file:
         csv.writer(file).writerows([METRICS_COLUMNS, *([row.get(name, fill.get(name)) for name in METRICS_COLUMNS] for row in rows)])
-    return float(rows[-1]["elapsed_seconds"]) if rows else 0.0
+    return elapsed if rows else 0.0
 
 
 def _last_checkpoint(step, weights_dir):

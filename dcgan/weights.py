@@ -8,6 +8,9 @@
       metrics.csv                                      one row per step
       snapshots/step0000500/                           a whole checkpoint: both models' weights,
                                                        optimizers.npz (momentum) and run.json
+      train.lock                                       held by the trainer writing here
+      .previous-run/                                   a run replaced by --overwrite, until the new
+                                                       run's first checkpoint is saved
 
 A snapshot is written into a temporary folder and renamed into place, so every folder named
 `step*` is complete: a process killed at any moment leaves the previous one loadable.
@@ -17,6 +20,7 @@ import json
 import platform
 import re
 import shutil
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -29,6 +33,8 @@ from dcgan.presets import saved_config
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
 OPTIMIZERS_FILE = "optimizers.npz"
+PREVIOUS_RUN = ".previous-run"
+MODEL_NAMES = ("generator", "discriminator", "training_generator")  # the files of Trainer.models()
 
 
 def versions():
@@ -94,6 +100,49 @@ def remove_leftovers(folder):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def _run_entries(folder):
+    """What a run wrote in `folder`: the files and folder named above, and nothing else a user keeps there."""
+    from dcgan.monitor import METRICS_FILE
+
+    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *(f"{model}.{kind}" for model in MODEL_NAMES for kind in ("weights.h5", "keras"))}
+    return [path for path in Path(folder).iterdir() if path.name in names]
+
+
+def set_aside_run(folder):
+    """Move the run in `folder` into folder/.previous-run, where it stays until `drop_previous_run`
+    (the new run has a checkpoint) or `restore_previous_run` (the new run failed before that)."""
+    previous = Path(folder) / PREVIOUS_RUN
+    previous.mkdir()
+    for path in _run_entries(folder):
+        path.rename(previous / path.name)
+
+
+def restore_previous_run(folder):
+    """Put a run set aside by `set_aside_run` back in place of what the failed new run wrote."""
+    previous = Path(folder) / PREVIOUS_RUN
+    for path in _run_entries(folder):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in previous.iterdir():
+        path.rename(Path(folder) / path.name)
+    previous.rmdir()
+
+
+def drop_previous_run(folder):
+    shutil.rmtree(Path(folder) / PREVIOUS_RUN, ignore_errors=True)
+
+
+def settle_previous_run(folder):
+    """After a trainer was killed while replacing a run: keep the new run if it saved a checkpoint,
+    else put the old one back. Returns what it did, for the user, or None."""
+    if not (Path(folder) / PREVIOUS_RUN).is_dir():
+        return None
+    if snapshot_steps(folder):
+        drop_previous_run(folder)
+        return f"Removed the run that an interrupted --overwrite replaced in {folder}: its new run had a checkpoint"
+    restore_previous_run(folder)
+    return f"Restored the run in {folder} that an interrupted --overwrite was replacing: the new run never saved a checkpoint"
+
+
 def load_checkpoint(folder, trainer, check=lambda run_info: None):
     """Load the newest snapshot in `folder` into `trainer`; return its run info.
 
@@ -108,13 +157,32 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
     check(run_info)
     for name, model in trainer.models().items():
         _load_weights(model, snapshot / f"{name}.weights.h5")
-    with np.load(snapshot / OPTIMIZERS_FILE) as saved:
-        for role, optimizer in trainer.optimizers().items():
-            for i, variable in enumerate(optimizer.variables):
-                variable.assign(saved[f"{role}_{i}"])
+    _load_optimizers(trainer, snapshot / OPTIMIZERS_FILE)
     if "augment_probability" in run_info:  # runs saved before it existed kept it at its starting value
         trainer.augment_probability.assign(run_info["augment_probability"])
     return run_info
+
+
+def _load_optimizers(trainer, path):
+    """The optimizers' state (step counts, momentum) from `path`, each array checked against its variable first."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(f"cannot read {path} ({_first_line(error)}); {_damaged_advice(path.parent)}") from None
+    for role, optimizer in trainer.optimizers().items():
+        for i, variable in enumerate(optimizer.variables):
+            array = arrays.get(f"{role}_{i}")
+            if array is None or array.shape != tuple(variable.shape) or not np.all(np.isfinite(array)):
+                raise UserError(f"{path} does not hold this run's optimizer state ({role}_{i}); {_damaged_advice(path.parent)}")
+    for role, optimizer in trainer.optimizers().items():
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(arrays[f"{role}_{i}"])
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def read_run_info(folder):
@@ -124,11 +192,47 @@ def read_run_info(folder):
         raise UserError(f"weights folder {folder} does not exist; train first (dcgan train --weights-dir {folder}) or pass --weights-dir")
     path = folder / RUN_FILE
     try:
-        return json.loads(path.read_text())
+        run_info = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{folder} holds no {RUN_FILE}, so it is not a dcgan weights folder; pass the --weights-dir of a dcgan train run") from None
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path} ({error}); it may be damaged") from None
+        raise UserError(f"cannot read {path} ({error}); {_damaged_advice(folder)}") from None
+    problem = run_info_problem(run_info)
+    if problem:
+        raise UserError(f"{path} is damaged: {problem}; {_damaged_advice(folder)}")
+    return run_info
+
+
+def run_info_problem(run_info):
+    """What is wrong with the contents of a run.json, or None."""
+    from dcgan.config import settings_problem
+
+    def whole(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if not isinstance(run_info, dict) or not isinstance(run_info.get("config"), dict):
+        return "it holds no settings (config)"
+    shape = run_info.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(whole(side, 1) for side in shape) and shape[2] in (1, 3)):
+        return f"image_shape is {shape!r}, not [height, width, 1 or 3]"
+    for name in ("dataset_size", "steps_per_epoch"):
+        if name in run_info and not whole(run_info[name], 1):
+            return f"{name} is {run_info[name]!r}, not a whole number above 0"
+    if "step" in run_info and not whole(run_info["step"], 0):
+        return f"step is {run_info['step']!r}, not a whole number"
+    if not whole(run_info.get("latent_dim"), 1):
+        return "latent_dim is missing"
+    probability = run_info.get("augment_probability", 0.0)
+    if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+        return f"augment_probability is {probability!r}, not a number from 0 to 1"
+    return settings_problem(run_info["config"])
+
+
+def _damaged_advice(folder):
+    """What to do about a damaged file in the weights folder or snapshot folder `folder`."""
+    if Path(folder).parent.name == SNAPSHOTS:
+        return f"move the snapshot {folder} out of {Path(folder).parent} to use the one before it"
+    return f"copy {RUN_FILE} from the newest snapshot in {Path(folder) / SNAPSHOTS} over it, or train a new run"
 
 
 def complete_folder(weights_dir):
@@ -186,5 +290,4 @@ def _mismatch(error):
     shapes = re.search(r"variable\.shape=(\(.*?\)), Received: value\.shape=(\(.*?\))", str(error))
     if shapes:
         return f"a layer expects shape {shapes[1]}, the file holds {shapes[2]}"
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return _first_line(error)

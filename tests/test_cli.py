@@ -182,7 +182,7 @@ def test_generate_from_a_snapshot(trained, tmp_path):
     assert result.exit_code == 0, result.output
     invoke("generate", "--weights-dir", config.weights_dir, "--seed", 1, "--batch-size", 4, "--output", tmp_path / "new.png")
     assert (tmp_path / "old.png").read_bytes() != (tmp_path / "new.png").read_bytes()
-    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 5), "step0000005 does not exist")
+    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 5), "has no snapshot at step 5; its snapshots are at steps 4, 6")
 
 
 def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(trained, tmp_path):

@@ -118,7 +118,7 @@ def test_fashion_mnist_from_debian(tmp_path, monkeypatch):
         (lambda d: (d / "bad.npz").write_text("not a zip") and str(d / "bad.npz"), "cannot read"),
         (lambda d: (d / "bad-idx3-ubyte").write_bytes(b"\x89PNG....") and str(d / "bad-idx3-ubyte"), "not an IDX file"),
         (lambda d: (d / "bad.gz").write_bytes(b"not gzip") and str(d / "bad.gz"), "cannot read"),
-        (lambda d: truncated_idx(d / "cut-idx3-ubyte"), "truncated"),
+        (lambda d: truncated_idx(d / "cut-idx3-ubyte"), "does not match its header"),
         (lambda d: (d / "empty").mkdir() or str(d / "empty"), "no PNG or JPEG images nor IDX files in folder"),
         (lambda d: np.savez(d / "range.npz", x=np.full((2, 28, 28), 300.0)) or str(d / "range.npz"), "values from 300"),
     ],

@@ -132,8 +132,8 @@ def test_evaluate_errors_are_one_line(trained, tmp_path, classifier_cache):
     for args, message in (
         (["--weights-dir", tmp_path / "none"], "does not exist"),
         (["--weights-dir", config.weights_dir, "--dataset", tmp_path / "unlabelled.npz"], "holds no labelled images"),
-        (["--weights-dir", config.weights_dir, "--snapshot", 5], "step0000005 does not exist"),
-        (["--weights-dir", config.weights_dir, "--count", 3], "not in the range x>=10"),
+        (["--weights-dir", config.weights_dir, "--snapshot", 5], "has no snapshot at step 5; its snapshots are at steps 4, 6"),
+        (["--weights-dir", config.weights_dir, "--count", 3], "not in the range 10<=x<=50000"),
     ):
         result = run_dcgan("evaluate", *args, "--cache-dir", classifier_cache, cwd=tmp_path)
         assert result.returncode in (1, 2), result.stderr
