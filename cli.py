@@ -207,8 +207,7 @@ def train(ctx, dry_run, resume, **options):
 
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
-    import_tensorflow_quietly()
-    from dcgan import TrainConfig, train as run_training
+    from dcgan.config import TrainConfig  # neither this nor reading a run loads TensorFlow: options are checked first
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])
@@ -219,9 +218,13 @@ def train(ctx, dry_run, resume, **options):
             config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), "overwrite": False, **given})
         else:
             config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
+        config.check()
         if dry_run:
             click.echo(json.dumps(dataclasses.asdict(config), indent=2))
             return
+        import_tensorflow_quietly()
+        from dcgan.training import train as run_training
+
         run_training(config, resume=resume)
 
 

@@ -4,8 +4,9 @@ import math
 import typing
 
 from dcgan.errors import UserError
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS,
-                           PRESETS, augmentations)
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
+                           OPTIMIZERS, PRESETS, augmentations)
+from dcgan.sizes import check_image_size
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
 SEEDS = 2**32  # seeds are 0 to 2**32 - 1, what Keras and numpy seed with
@@ -75,9 +76,6 @@ class TrainConfig:
 
     def check(self):
         """Raise a UserError naming the first setting that cannot work, and what to give instead."""
-        from dcgan.losses import LOSSES  # TensorFlow: each loss's own settings
-        from dcgan.models import check_image_size
-
         for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
                               ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS)):
             if getattr(self, name) not in choices:
@@ -111,7 +109,9 @@ class TrainConfig:
                 raise UserError(f"{_option(name)} {getattr(self, name)} is outside [0, 1); Adam's decays are such as 0.5 and 0.999")
         if self.image_size:
             check_image_size(self.architecture, self.image_size)
-        LOSSES[self.loss].check(self)
+        for owner, (name, _) in LOSS_SETTINGS.items():
+            if getattr(self, name) is not None and owner != self.loss:
+                raise UserError(f"{_option(name)} applies only to --loss {owner}; leave it out with --loss {self.loss}")
 
 
 def settings_problem(settings):

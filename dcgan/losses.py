@@ -4,7 +4,7 @@ Each loss is one `Loss` in LOSSES, and everything that reads scores asks it: the
 last activation (a probability or an unbounded critic score), which score calls an image real
 (accuracy, adaptive augmentation), what the progress line shows, and whether the health check's
 "discriminator wins outright" means anything. To add a loss, add an entry here and its name to
-presets.LOSS_NAMES.
+presets.LOSS_NAMES (and any setting it owns to presets.LOSS_SETTINGS).
 
 Scores arrive as (n, 1) float32 tensors, this device's share of the batch. The discriminator's
 loss takes the real images' and the generated ones' scores as the one tensor the discriminator
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from dcgan.errors import UserError
+from dcgan.presets import LOSS_SETTINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +27,8 @@ class Loss:
     head: str  # the discriminator's last activation: "sigmoid" (scores are probabilities) or "linear" (a critic)
     real_above: float  # a score above this calls an image real
     wasserstein: bool = False  # mean real minus mean generated score estimates the Wasserstein distance
-    setting: str | None = None  # the TrainConfig field this loss needs ("clip" or "gp_weight"); no other loss takes it
+    setting: str | None = None  # the TrainConfig field this loss needs (presets.LOSS_SETTINGS); no other loss takes it
     default: float | None = None  # that field's value when it is not given
-
-    def check(self, config):
-        """Refuse a setting of `config` that belongs to another loss."""
-        for name, owner in _SETTING_OWNERS.items():
-            if getattr(config, name) is not None and name != self.setting:
-                raise UserError(f"--{name.replace('_', '-')} applies only to --loss {owner}; "
-                                f"leave it out with --loss {config.loss}")
 
     def settings(self, config):
         """{setting: value} of what this loss needs from `config`, its default where `config` leaves it None."""
@@ -71,6 +64,11 @@ def _halves(loss):
     return lambda scores, count: loss(scores[:count], scores[count:])
 
 
+def _owned(name):
+    setting, default = LOSS_SETTINGS[name]
+    return {"setting": setting, "default": default}
+
+
 def _wasserstein_critic(real, fake):
     return _mean(fake) - _mean(real)
 
@@ -81,10 +79,10 @@ LOSSES = {
                 head="sigmoid", real_above=0.5),
     # Arjovsky et al. 2017: a critic without sigmoid or log, its weights clipped after each update.
     "wgan": Loss(_halves(_wasserstein_critic), lambda fake: -_mean(fake), head="linear", real_above=0.0, wasserstein=True,
-                 setting="clip", default=0.01),
+                 **_owned("wgan")),
     # Gulrajani et al. 2017: the same critic, kept 1-Lipschitz by a penalty instead of clipping.
     "wgan-gp": Loss(_halves(_wasserstein_critic), lambda fake: -_mean(fake), head="linear", real_above=0.0, wasserstein=True,
-                    setting="gp_weight", default=10.0),
+                    **_owned("wgan-gp")),
     # As in SNGAN and BigGAN (Miyato et al. 2018; Brock et al. 2019).
     "hinge": Loss(_halves(lambda real, fake: _mean(tf.nn.relu(1.0 - real)) + _mean(tf.nn.relu(1.0 + fake))),
                   lambda fake: -_mean(fake),
@@ -93,7 +91,6 @@ LOSSES = {
     "lsgan": Loss(_halves(lambda real, fake: 0.5 * _mean(tf.square(real - 1.0)) + 0.5 * _mean(tf.square(fake))),
                   lambda fake: 0.5 * _mean(tf.square(fake - 1.0)), head="linear", real_above=0.5),
 }
-_SETTING_OWNERS = {loss.setting: name for name, loss in LOSSES.items() if loss.setting}
 
 
 def gradient_penalty(score, real, fake, mix):

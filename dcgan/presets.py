@@ -42,6 +42,8 @@ FAKE_BATCH_NORMS = ("batch", "moving")
 # dcgan.models hold what each is, and a test keeps the two lists the same.
 LOSS_NAMES = ("bce", "wgan", "wgan-gp", "hinge", "lsgan")
 ARCHITECTURE_NAMES = ("classic", "dcgan", "mlp")
+# The one setting a loss owns, and its value when not given; no other loss takes it.
+LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 
 # What a run saved before a setting existed trained with: the setting's value then. A saved run
 # without a preset predates presets and trained the classic way.

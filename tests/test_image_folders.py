@@ -11,7 +11,8 @@ import dcgan
 from dcgan import UserError, generate, load_discriminator, load_generator
 from dcgan.datasets import load_dataset
 from dcgan.image_folders import ImageFolder
-from dcgan.models import build_discriminator, build_generator, supported_sizes
+from dcgan.models import build_discriminator, build_generator
+from dcgan.sizes import supported_sizes
 from dcgan.training import Batches
 
 from conftest import run_dcgan, tiny_config
