@@ -1,7 +1,6 @@
 """The `dcgan` command: parses and checks options, then calls the dcgan library."""
 import contextlib
 import importlib
-import dataclasses
 import json
 import os
 import secrets
@@ -84,6 +83,7 @@ class OneLineErrors(click.Group):
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="dcgan", message="%(prog)s %(version)s")
 def main():
     """Train the classic DCGAN on digits or your own data, and draw images from it."""
 
@@ -180,7 +180,7 @@ def main():
 @click.option("--seed", type=SEED, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
 @click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
-@click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also written at the end of every epoch.")
+@click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also drawn where the run ends or stops.")
 @click.option("--save-every", type=POSITIVE, default=500, help="Steps between checkpoints; one is also saved at the end and on Ctrl-C.")
 @click.option("--keep", type=click.IntRange(min=0), default=5, help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.")
 @click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
@@ -220,12 +220,23 @@ def train(ctx, dry_run, resume, **options):
             config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
         config.check()
         if dry_run:
-            click.echo(json.dumps(dataclasses.asdict(config), indent=2))
+            click.echo(json.dumps(dry_run_plan(config, read_run_info(config.weights_dir)["step"] if resume else 0), indent=2))
             return
         import_tensorflow_quietly()
         from dcgan.training import train as run_training
 
         run_training(config, resume=resume)
+
+
+def dry_run_plan(config, step):
+    """The settings as the run would use them, and how many steps it would make on its data from `step`."""
+    from dcgan.datasets import load_dataset
+
+    images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
+    steps_per_epoch = len(images) // (config.batch_size * config.d_steps)
+    return {**config.resolved(images.shape[1:]),
+            "plan": {"images": len(images), "image_shape": list(images.shape[1:]), "steps_per_epoch": steps_per_epoch,
+                     "from_step": step, "to_step": config.total_steps(steps_per_epoch)}}
 
 
 def weights_folder(weights_dir, snapshot):
@@ -364,10 +375,13 @@ def plot(weights_dir, samples_dir):
 @contextlib.contextmanager
 def user_errors():
     """Turns a dcgan.UserError into click's one-line `Error: ...` and exit status 1."""
-    from dcgan import UserError
+    from dcgan.errors import TrainingStopped, UserError
 
     try:
         yield
+    except TrainingStopped as error:  # asked for, so not an error: the message and the signal's exit status
+        click.echo(str(error), err=True)
+        raise SystemExit(error.exit_code) from None
     except UserError as error:
         exception = click.ClickException(str(error))
         exception.exit_code = error.exit_code

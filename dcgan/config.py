@@ -56,7 +56,7 @@ class TrainConfig:
     seed: int = 0  # seeds the initial weights, the data order, the training noise and the sample noise
     weights_dir: str = "weights"  # weights, run.json and metrics.csv
     samples_dir: str = "samples"  # sample grid PNGs
-    sample_every: int = 200  # steps between sample grids; one is also written at the end of each epoch
+    sample_every: int = 200  # steps between sample grids; one is also drawn where the run ends or stops
     save_every: int = 500  # steps between checkpoints; one is also saved at the end and on Ctrl-C
     keep: int = 5  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
     sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
@@ -73,6 +73,22 @@ class TrainConfig:
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         return cls(preset=preset, **{**PRESETS[preset], **settings})
+
+    def total_steps(self, steps_per_epoch):
+        """The steps the run makes in all: its epochs, or `steps` if that comes first."""
+        return min(self.epochs * steps_per_epoch, self.steps or math.inf)
+
+    def resolved(self, image_shape):
+        """The settings as training will use them on images of `image_shape`: what none and a missing
+        folder option stand for (the image size and channels, the loss's own setting, the generator's rate)."""
+        settings = dataclasses.asdict(self)
+        settings.update(image_size=image_shape[0], channels=image_shape[2])
+        if self.generator_lr is None:
+            settings["generator_lr"] = self.lr
+        if self.loss in LOSS_SETTINGS:
+            name, default = LOSS_SETTINGS[self.loss]
+            settings[name] = default if settings[name] is None else settings[name]
+        return settings
 
     def check(self):
         """Raise a UserError naming the first setting that cannot work, and what to give instead."""

@@ -71,15 +71,23 @@ def _mnist_file():
             import keras
 
             keras.datasets.mnist.load_data()
-        except Exception as error:
+        except Exception as error:  # Keras raises a bare Exception for a failed download
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:200]
             print(
-                f"Full MNIST is not available: {cached} is missing and downloading it failed "
-                f"({type(error).__name__}). Using the bundled 5,000-digit sample instead; "
-                f"to use all 60,000 digits put mnist.npz at {cached}, or pass --dataset PATH.",
+                f"Full MNIST is not available: {cached} is missing and downloading it failed ({reason}). "
+                f"Training on mnist-sample, the bundled 5,000 digits, instead; for all 60,000 put mnist.npz at "
+                f"{cached}, or pass --dataset PATH.",
                 file=sys.stderr,
             )
             return MNIST_SAMPLE
     return cached
+
+
+def dataset_label(dataset):
+    """How to name `dataset` to the user: mnist says when it stands for the bundled sample."""
+    if dataset == "mnist" and not (keras_datasets_dir() / "mnist.npz").exists():
+        return "mnist (the bundled mnist-sample: full MNIST is not here)"
+    return dataset
 
 
 def _fashion_mnist_folder():

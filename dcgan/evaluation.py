@@ -31,6 +31,7 @@ COVERED_SHARE = 0.2  # a class counts as covered with at least this fraction of 
 CLASSIFIER_STEPS = 1500  # training steps of batch 64, at least 3 epochs
 MIN_TRAINING_IMAGES = 100  # labelled images the classifier needs to learn from, and held out to score against
 MIN_HELD_OUT_IMAGES = 20
+MEANINGFUL_COUNT = 5000  # fewer generated images give scores too noisy to compare runs by
 
 
 def default_cache_dir():
@@ -214,6 +215,9 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     """
     run_info = read_run_info(weights_dir)
     dataset = dataset or run_info["config"]["dataset"]
+    if count < MEANINGFUL_COUNT:
+        log(f"Warning: with {count} images the scores vary from seed to seed and the Fréchet distance is biased "
+            f"upward; use --count {MEANINGFUL_COUNT} or more to compare runs, and the same count for each")
     scorer = Scorer(dataset, cache_dir, log)
     images, _ = generate(weights_dir, count, seed)
     return {

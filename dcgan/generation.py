@@ -1,12 +1,15 @@
 """Drawing images from a trained generator: plain, the best the discriminator sees, or walks through its latent space."""
+import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from dcgan.images import save_animation, save_grid, to_picture
 from dcgan.weights import load_discriminator, load_generator
 
 BATCH = 500  # images per forward pass: bounds memory whatever the count
+GIF_SIDE = 256  # the interpolation GIF's shorter side is at least this many pixels
 
 
 def generate(weights_dir="weights", count=128, seed=0, nice_factor=None):
@@ -55,4 +58,7 @@ def save_walks(walks, path, gif=False):
     if gif:
         points = walks.shape[1]
         frames = [to_picture(walks[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
+        # Pixels repeated, not smoothed, up to a side of at least GIF_SIDE: a grid of 28-pixel digits is tiny on a screen.
+        scale = math.ceil(GIF_SIDE / min(frames[0].size))
+        frames = [frame.resize((frame.width * scale, frame.height * scale), Image.Resampling.NEAREST) for frame in frames]
         save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15)

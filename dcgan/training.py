@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from dcgan.datasets import load_dataset
+from dcgan.datasets import dataset_label, load_dataset
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import FolderLock, writable_folder
 from dcgan.image_folders import ImageFolder
@@ -139,9 +139,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
     step = 0
     if resume:
         step = load_checkpoint(weights_dir, trainer, check=lambda saved: check_resumable(config, run_info, saved))["step"]
-    total_steps = config.epochs * steps_per_epoch
-    if config.steps is not None:
-        total_steps = min(total_steps, config.steps)
+    total_steps = config.total_steps(steps_per_epoch)
     metrics_path = weights_dir / METRICS_FILE
     elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"})
     time_limit = math.inf if config.minutes is None else 60 * config.minutes
@@ -151,7 +149,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
         return trainer
     print(
         f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images "
-        f"({'x'.join(map(str, images.shape[1:]))}) from {config.dataset}: "
+        f"({'x'.join(map(str, images.shape[1:]))}) from {dataset_label(config.dataset)}: "
         f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch)"
         f"{'' if config.minutes is None else f' or {config.minutes:g} minutes in all, whichever comes first'}; "
         f"weights in {weights_dir}, samples in {samples_dir}"
@@ -210,7 +208,8 @@ def _train(config, resume, images, weights_dir, samples_dir):
                 end_of_epoch = step % steps_per_epoch == 0 or last_step
                 if end_of_epoch:
                     progress.finish()
-                if step % config.sample_every == 0 or end_of_epoch:
+                # One grid per sample_every steps however short the epochs, and one where the run ends or stops.
+                if step % config.sample_every == 0 or last_step or stop.signal_name:
                     warnings.append(sample(step, epoch))
                 for warning in filter(None, warnings):
                     progress.warn(warning)
@@ -223,7 +222,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
                 if stop.signal_name:
                     draw_run_pictures(weights_dir, samples_dir)
                     raise TrainingStopped(
-                        f"stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
+                        f"Stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
                         f"Continue with: dcgan train --resume --weights-dir {weights_dir}",
                         stop.signal_number,
                     )
@@ -366,6 +365,8 @@ class StopOnSignal:
 
     def _handle(self, number, frame):
         if self.signal_name:
+            print(f"\n{signal.Signals(number).name} again: quit at once, without saving this step; the newest "
+                  "checkpoint stays and --resume continues from it", file=sys.stderr, flush=True)
             os._exit(128 + number)
         self.signal_number = number
         self.signal_name = signal.Signals(number).name

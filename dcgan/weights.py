@@ -6,8 +6,9 @@
       run.json                                         configuration, step, epoch, augment probability,
                                                        versions (written last)
       metrics.csv                                      one row per step
-      snapshots/step0000500/                           a whole checkpoint: both models' weights,
-                                                       optimizers.npz (momentum) and run.json
+      snapshots/step0000500/                           the newest: a whole checkpoint, both models' weights,
+                                                       optimizers.npz (momentum) and run.json; older
+                                                       ones keep the models and run.json only
       train.lock                                       held by the trainer writing here
       .previous-run/                                   a run replaced by --overwrite, until the new
                                                        run's first checkpoint is saved
@@ -35,6 +36,7 @@ SNAPSHOTS = "snapshots"
 OPTIMIZERS_FILE = "optimizers.npz"
 PREVIOUS_RUN = ".previous-run"
 MODEL_NAMES = ("generator", "discriminator", "training_generator")  # the files of Trainer.models()
+RESUME_ONLY_FILES = (OPTIMIZERS_FILE, "training_generator.weights.h5")
 
 
 def versions():
@@ -89,6 +91,12 @@ def save_checkpoint(folder, trainer, run_info, keep):
         write_atomically(folder / f"{name}.weights.h5", lambda path: shutil.copyfile(final / f"{name}.weights.h5", path))
         write_atomically(folder / f"{name}.keras", model.save)
     write_atomically(folder / RUN_FILE, lambda path: path.write_text(run_text))
+    # Older snapshots keep what looking back needs (the models that generate, evaluate and --nice read),
+    # not what only resuming needs: the optimizers' state and the raw generator behind the average,
+    # about three quarters of a snapshot. The newest holds everything.
+    for step in snapshot_steps(folder)[:-1]:
+        for name in RESUME_ONLY_FILES:
+            (snapshots / snapshot_name(step) / name).unlink(missing_ok=True)
     if keep:
         for step in snapshot_steps(folder)[:-keep]:
             shutil.rmtree(snapshots / snapshot_name(step))
@@ -155,6 +163,10 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
     snapshot = snapshot_folder(folder, steps[-1])
     run_info = read_run_info(snapshot)
     check(run_info)
+    if not (snapshot / OPTIMIZERS_FILE).exists():
+        raise UserError(f"{snapshot} holds no {OPTIMIZERS_FILE}: only a run's newest snapshot keeps the optimizers' state "
+                        "that resuming needs, and this one's is gone; the models there still generate, but to train "
+                        "on, start a new run")
     for name, model in trainer.models().items():
         _load_weights(model, snapshot / f"{name}.weights.h5")
     _load_optimizers(trainer, snapshot / OPTIMIZERS_FILE)
@@ -231,7 +243,7 @@ def run_info_problem(run_info):
 def _damaged_advice(folder):
     """What to do about a damaged file in the weights folder or snapshot folder `folder`."""
     if Path(folder).parent.name == SNAPSHOTS:
-        return f"move the snapshot {folder} out of {Path(folder).parent} to use the one before it"
+        return f"move {folder} out of {Path(folder).parent}; the snapshot before it keeps the models, for generate and evaluate"
     return f"copy {RUN_FILE} from the newest snapshot in {Path(folder) / SNAPSHOTS} over it, or train a new run"
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
-from dcgan import load_generator
+from dcgan import TrainConfig, load_generator
 from dcgan.presets import PRESETS, preset_defaults
 
 from conftest import run_dcgan
@@ -88,14 +88,18 @@ def test_train_rejects_output_folders_it_cannot_write(tmp_path):
 
 
 def dry_run(*args):
-    result = invoke("train", "--dry-run", *args)
+    result = invoke("train", "--dry-run", *([] if "--dataset" in args else ["--dataset", "mnist-sample"]), *args)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
-def test_dry_run_prints_the_configuration(tmp_path):
-    config = dry_run("--batch-size", "32", "--weights-dir", tmp_path / "w")
-    assert config["batch_size"] == 32 and config["dataset"] == "mnist" and config["weights_dir"] == str(tmp_path / "w")
+def test_dry_run_prints_the_settings_as_used_and_the_steps(tmp_path):
+    config = dry_run("--batch-size", "32", "--weights-dir", tmp_path / "w", "--epochs", "3")
+    assert config["batch_size"] == 32 and config["dataset"] == "mnist-sample" and config["weights_dir"] == str(tmp_path / "w")
+    assert config["plan"] == {"images": 5000, "image_shape": [28, 28, 1], "steps_per_epoch": 156, "from_step": 0, "to_step": 468}
+    assert (config["image_size"], config["channels"], config["generator_lr"]) == (28, 1, 0.0005)
+    assert dry_run("--steps", "100")["plan"]["to_step"] == 100
+    assert dry_run("--preset", "wgan-gp")["gp_weight"] == 10 and dry_run("--preset", "wgan-gp", "--d-steps", "2")["plan"]["steps_per_epoch"] == 39
     assert not (tmp_path / "w").exists()
 
 
@@ -103,14 +107,15 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     settings = ("activation", "optimizer", "lr", "generator_lr", "halve_generator_lr_at", "ema", "batch_size", "augment",
                 "augment_target", "fake_batch_norm", "feature_matching")
     for preset in ("fast", "classic"):
-        assert [dry_run("--preset", preset)[name] for name in settings] == [PRESETS[preset][name] for name in settings]
+        used = TrainConfig.from_preset(preset).resolved((28, 28, 1))
+        assert [dry_run("--preset", preset)[name] for name in settings] == [used[name] for name in settings]
     assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
     assert [overridden[name] for name in ("preset", *settings)] == [
-        "classic", "tanh", "adam", 0.0005, None, None, 0.99, 32, "none", None, "moving", 0.0]
+        "classic", "tanh", "adam", 0.0005, 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
-    assert dry_run("--generator-lr", "none")["generator_lr"] is None
+    assert dry_run("--generator-lr", "none")["generator_lr"] == dry_run()["lr"] == 0.0002, "none: the discriminator's rate"
     assert dry_run()["halve_generator_lr_at"] == 4000 and dry_run("--halve-generator-lr-at", "none")["halve_generator_lr_at"] is None
     assert dry_run("--preset", "classic", "--halve-generator-lr-at", "100")["halve_generator_lr_at"] == 100
     # "none" turns off a setting the preset has, rather than falling back to the preset's value.
@@ -119,7 +124,8 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     assert dry_run("--fake-batch-norm", "moving")["fake_batch_norm"] == "moving"
     assert dry_run()["feature_matching"] == 1.0 and dry_run("--feature-matching", "0")["feature_matching"] == 0.0
     for preset in ("dcgan-paper", "wgan", "wgan-gp", "lsgan"):
-        assert {name: dry_run("--preset", preset)[name] for name in PRESETS[preset]} == PRESETS[preset]
+        used = TrainConfig.from_preset(preset).resolved((28, 28, 1))
+        assert {name: dry_run("--preset", preset)[name] for name in PRESETS[preset]} == {name: used[name] for name in PRESETS[preset]}
     wgan = dry_run("--preset", "wgan", "--clip", "0.05", "--d-steps", "3", "--architecture", "mlp")
     assert (wgan["loss"], wgan["clip"], wgan["d_steps"], wgan["architecture"], wgan["optimizer"]) == ("wgan", 0.05, 3, "mlp", "rmsprop")
 
@@ -189,8 +195,9 @@ def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(t
     config, _ = trained
     shutil.copytree(config.weights_dir, tmp_path / "w")
     result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--steps", 7, "--dry-run")
-    saved = json.loads(result.output)
+    saved = json.loads(result.stdout)
     assert saved["batch_size"] == 8 and saved["dataset"] == "mnist-sample" and saved["steps"] == 7
+    assert (saved["plan"]["from_step"], saved["plan"]["to_step"]) == (6, 7)
     result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--batch-size", 16)
     assert_one_line_error(result, "cannot resume with --batch-size 16: the saved run used 8")
     for option, value, saved in (("--loss", "wgan", "bce"), ("--architecture", "mlp", "classic"), ("--d-steps", 5, 1),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dcgan
-from dcgan import TrainConfig, Trainer, UserError, load_generator
+from dcgan import TrainConfig, Trainer, UserError, load_discriminator, load_generator
 from dcgan.datasets import MNIST_SAMPLE
 from dcgan.weights import load_checkpoint, snapshot_steps
 
@@ -119,6 +119,14 @@ def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
     first, last = load_generator(snapshots / "step0000001"), load_generator(snapshots / "step0000005")
     assert not np.array_equal(first.get_weights()[0], last.get_weights()[0])
     np.testing.assert_array_equal(last.get_weights()[0], load_generator(tmp_path / "all" / "weights").get_weights()[0])
+    # Only the newest keeps what resuming needs; the older ones keep the models to look back at, a quarter of the bytes.
+    contents = {step: sorted(path.name for path in (snapshots / f"step{step:07d}").iterdir()) for step in (1, 5)}
+    assert contents[5] == sorted(["discriminator.weights.h5", "generator.weights.h5", "optimizers.npz", "run.json",
+                                  "training_generator.weights.h5"])
+    assert contents[1] == ["discriminator.weights.h5", "generator.weights.h5", "run.json"]
+    load_discriminator(snapshots / "step0000001")
+    sizes = {step: sum(path.stat().st_size for path in (snapshots / f"step{step:07d}").iterdir()) for step in (1, 5)}
+    assert sizes[1] < 0.35 * sizes[5]
 
 
 def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -159,12 +167,16 @@ def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, sign
     out, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number, err
     name = signal.Signals(signal_number).name
-    stopped_at = int(err.split(f"stopped by {name} at step ")[1].split(";")[0])
-    assert "dcgan train --resume --weights-dir weights" in err and "Traceback" not in err
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith(f"Stopped by {name} at step "), "a stop that was asked for is not an error"
+    stopped_at = int(last_line.split(" at step ")[1].split(";")[0])
+    assert "dcgan train --resume --weights-dir weights" in err and "Traceback" not in err and "Error" not in err
     assert snapshot_steps(tmp_path / "weights") == [stopped_at]
     assert logged_steps(tmp_path) == stopped_at
-    # Stopped before its first sample grid: the curves are drawn, the animation waits for grids.
-    assert (tmp_path / "samples" / "curves.png").exists() and not (tmp_path / "samples" / "fakes.gif").exists()
+    # Stopped before its first scheduled grid, it draws one where it stopped, and the curves and animation.
+    grids = sorted(path.name for path in (tmp_path / "samples").glob("fakes_*.png"))
+    assert grids == [f"fakes_epoch0001_step{stopped_at:07d}.png"]
+    assert (tmp_path / "samples" / "curves.png").exists() and (tmp_path / "samples" / "fakes.gif").exists()
 
     resumed = start_training(tmp_path, "--resume", "--steps", stopped_at + 2)
     out, err = resumed.communicate(timeout=180)
@@ -182,7 +194,9 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     assert process.returncode == 130
-    assert "stopped by SIGINT" not in (tmp_path / "stderr.txt").read_text(), "it finished the save instead of quitting"
+    said = (tmp_path / "stderr.txt").read_text()
+    assert "Stopped by SIGINT" not in said, "it finished the save instead of quitting"
+    assert said.strip().splitlines()[-1].startswith("SIGINT again: quit at once"), said
     trainer = Trainer(TrainConfig())  # the command's defaults
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
