@@ -1,6 +1,8 @@
 """Watching a run as it trains: the console line, warnings when training goes wrong, TensorBoard events."""
 import collections
 import io
+import math
+import shutil
 import sys
 import time
 
@@ -15,59 +17,118 @@ METRICS_COLUMNS = ("step", "epoch", *STEP_VALUES, "elapsed_seconds")
 
 
 class Progress:
-    """One line per epoch: steps done, running means of the step's values, images per second.
+    """The console line: where the run is, its elapsed time and time left, and the epoch's running
+    means of the step's values.
 
-    On a terminal the line is redrawn in place; in a log it is printed every tenth of the epoch.
-    A Wasserstein critic's scores are shown as their difference, its estimate of the distance
-    between real and generated images; other scores as the means on each.
+    Time left is for the whole run, to whichever end comes first: its last step, or its --minutes.
+    On a terminal the line is redrawn in place, cut to the terminal's width by dropping the least
+    needed parts; in a log it is a plain line every tenth of an epoch. Each epoch ends with its line.
+    A Wasserstein critic's scores show as their difference, its estimate of the distance between
+    real and generated images.
     """
 
-    def __init__(self, epoch, epochs, done, steps, images_per_step, wasserstein=False):
-        self.prefix = f"epoch {epoch}/{epochs}"
-        self.steps = steps
+    def __init__(self, step, total_steps, steps_per_epoch, epochs, images_per_step, elapsed_before=0.0,
+                 time_limit=math.inf, wasserstein=False):
+        self.step = step
+        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = epochs
         self.images_per_step = images_per_step
+        self.elapsed_before = elapsed_before
+        self.time_limit = time_limit
         self.wasserstein = wasserstein
-        self.done = self.first = done
-        self.sums = dict.fromkeys(STEP_VALUES, 0.0)
-        self.start = time.perf_counter()
         self.live = sys.stdout.isatty()
-        self.every = 1 if self.live else max(1, steps // 10)
+        self.every = 1 if self.live else max(1, steps_per_epoch // 10)
+        self.start = time.perf_counter()
+        self.timed_from = None  # (step, time) after this process's first step, which also builds the step
         self.line_open = False
+        self.shown_step = step
+        self._new_epoch()
+
+    def _new_epoch(self):
+        self.sums = dict.fromkeys(STEP_VALUES, 0.0)
+        self.count = 0
 
     def update(self, values):
-        self.done += 1
+        self.step += 1
+        self.count += 1
         for name in STEP_VALUES:
             self.sums[name] += values[name]
-        if self.done % self.every == 0 and self.done < self.steps:
+        if self.timed_from is None:
+            self.timed_from = (self.step, time.perf_counter())
+        if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
+            self._show(end="\n")
+            self._new_epoch()
+        elif self.step % self.every == 0:
             self._show(end="\r" if self.live else "\n")
 
     def finish(self):
-        self._show(end="\n")
+        """The line of the last step, where the run ends or stops within an epoch."""
+        if self.shown_step != self.step:
+            self._show(end="\n")
+        self._close_line()
 
     def warn(self, text):
         """Print a warning on stderr without tearing the line being redrawn."""
+        self._close_line()
+        print(text, file=sys.stderr, flush=True)
+
+    def _close_line(self):
         if self.line_open:
             print(flush=True)
             self.line_open = False
-        print(text, file=sys.stderr, flush=True)
+
+    def elapsed(self):
+        return self.elapsed_before + time.perf_counter() - self.start
 
     def images_per_second(self):
-        return (self.done - self.first) * self.images_per_step / (time.perf_counter() - self.start)
+        if self.timed_from is None or self.step == self.timed_from[0]:
+            return 0.0
+        return (self.step - self.timed_from[0]) * self.images_per_step / (time.perf_counter() - self.timed_from[1])
+
+    def seconds_left(self):
+        """To the run's end, whichever comes first: the last step at this speed, or the time limit. None until measured."""
+        per_second = self.images_per_second() / self.images_per_step
+        by_steps = (self.total_steps - self.step) / per_second if per_second else None
+        by_time = self.time_limit - self.elapsed() if math.isfinite(self.time_limit) else None
+        known = [seconds for seconds in (by_steps, by_time) if seconds is not None]
+        return max(0.0, min(known)) if known else None
+
+    def line(self, width=None):
+        """The parts of the line that fit in `width` characters (None: all), most needed first."""
+        mean = {name: total / max(1, self.count) for name, total in self.sums.items()}
+        left = self.seconds_left()
+        epoch = min(self.epochs, (self.step - 1) // self.steps_per_epoch + 1)
+        scores = (f"W estimate {mean['d_real'] - mean['d_fake']:.3f}" if self.wasserstein
+                  else f"D(x) {mean['d_real']:.2f} D(G(z)) {mean['d_fake']:.2f}")
+        parts = [  # (priority: lower stays longer, text)
+            (0, f"step {self.step}/{self.total_steps}"),
+            (0, f"{clock(self.elapsed())} elapsed, {'?' if left is None else clock(left)} left"),
+            (1, f"d_loss {mean['d_loss']:.3f} g_loss {mean['g_loss']:.3f}"),
+            (2, scores),
+            (3, f"epoch {epoch}/{self.epochs}"),
+            (4, f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}"),
+            (5, f"augment p {mean['augment_p']:.2f}"),
+            (6, f"{self.images_per_second():.0f} img/s"),
+        ]
+        for most in range(6, -1, -1):
+            text = "  ".join(part for priority, part in parts if priority <= most)
+            if width is None or len(text) <= width:
+                return text
+        return text[:width]
 
     def _show(self, end):
-        mean = {name: total / max(1, self.done - self.first) for name, total in self.sums.items()}
-        if self.wasserstein:
-            scores = f"W estimate {mean['d_real'] - mean['d_fake']:.4f}"
-        else:
-            scores = f"D(x) {mean['d_real']:.3f}  D(G(z)) {mean['d_fake']:.3f}"
-        print(
-            f"{self.prefix} step {self.done}/{self.steps}  d_loss {mean['d_loss']:.4f}  g_loss {mean['g_loss']:.4f}  {scores}  "
-            f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}  augment p {mean['augment_p']:.2f}  "
-            f"{self.images_per_second():.0f} img/s",
-            end=end,
-            flush=True,
-        )
+        width = shutil.get_terminal_size().columns - 1 if self.live else None
+        print(self.line(width), end=end, flush=True)
         self.line_open = end == "\r"
+        self.shown_step = self.step
+
+
+def clock(seconds):
+    """3:07 or 1:02:03."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def diversity(images):

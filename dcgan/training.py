@@ -179,16 +179,13 @@ def _train(config, resume, images, weights_dir, samples_dir):
         return health.after_grid(step, grid)
 
     start = time.perf_counter() - elapsed_before
-    progress = None
+    progress = Progress(step, total_steps, steps_per_epoch, config.epochs, step_images, elapsed_before, time_limit,
+                        trainer.loss.wasserstein)
     with open(metrics_path, "a", newline="") as metrics_file, StopOnSignal() as stop:
         metrics = csv.writer(metrics_file)
         try:
             while True:
-                epoch, index = divmod(step, steps_per_epoch)
-                epoch += 1
-                if progress is None:
-                    epoch_steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
-                    progress = Progress(epoch, config.epochs, index, epoch_steps, step_images, trainer.loss.wasserstein)
+                epoch = step // steps_per_epoch + 1
                 values = {k: float(v) for k, v in trainer.train_step(batches(step), tf.constant(step, tf.int64)).items()}
                 step += 1
                 for name in ("d_loss", "g_loss"):
@@ -205,16 +202,13 @@ def _train(config, resume, images, weights_dir, samples_dir):
                 if events:
                     events.scalars(step, {**values, "images_per_second": progress.images_per_second()})
                 last_step = step == total_steps or elapsed >= time_limit
-                end_of_epoch = step % steps_per_epoch == 0 or last_step
-                if end_of_epoch:
+                if last_step or stop.signal_name:
                     progress.finish()
                 # One grid per sample_every steps however short the epochs, and one where the run ends or stops.
                 if step % config.sample_every == 0 or last_step or stop.signal_name:
                     warnings.append(sample(step, epoch))
                 for warning in filter(None, warnings):
                     progress.warn(warning)
-                if end_of_epoch:
-                    progress = None
                 if step % config.save_every == 0 or last_step or stop.signal_name:
                     save(step, epoch)
                 if last_step:

@@ -1,6 +1,7 @@
 """Watching a run: the per-step values, warnings, TensorBoard events, curves and the grid animation."""
 import csv
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import dcgan
 from dcgan.datasets import load_dataset
-from dcgan.monitor import STEP_VALUES, HealthCheck, diversity
+from dcgan.monitor import STEP_VALUES, HealthCheck, Progress, clock, diversity
 from dcgan.plots import animate_grids, plot_curves, smooth
 
 from conftest import classic_trainer, run_dcgan, tiny_config
@@ -47,11 +48,34 @@ def test_accuracy_is_the_share_of_right_calls(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, trainer.discriminator.get_weights()))
 
 
-def test_progress_line_reports_accuracy_and_speed(tmp_path, capsys):
+def test_progress_line_reports_time_left_accuracy_and_speed(tmp_path, capsys):
     dcgan.train(tiny_config(tmp_path, steps=3))
-    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch 1/30 step 3/3")][0]
-    for part in ("d_loss", "g_loss", "D(x)", "D(G(z))", "D accuracy real", "fake", "img/s"):
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step 3/3  ")][0]
+    for part in (" elapsed, 0:00 left", "d_loss", "g_loss", "D(x)", "D(G(z))", "epoch 1/30", "D accuracy real", "fake", "img/s"):
         assert part in line
+
+
+def test_time_left_is_to_the_first_end_and_the_line_fits_the_terminal(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    values = dict.fromkeys(STEP_VALUES, 0.5)
+    # Resumed at step 100 of 1,000 after 60 s; a step takes 0.5 s once the first (which builds the step) is done.
+    progress = Progress(100, 1000, 50, 20, 64, elapsed_before=60.0)
+    for _ in range(11):
+        now[0] += 0.5
+        progress.update(values)
+    assert progress.seconds_left() == pytest.approx((1000 - 111) * 0.5)
+    assert progress.elapsed() == pytest.approx(65.5) and progress.images_per_second() == pytest.approx(128)
+    limited = Progress(100, 1000, 50, 20, 64, elapsed_before=60.0, time_limit=120.0)
+    for _ in range(11):
+        now[0] += 0.5
+        limited.update(values)
+    assert limited.seconds_left() == pytest.approx(120 - 65.5), "the minutes end the run before its steps"
+    assert "1:06 elapsed, 0:54 left" in limited.line()
+    for width in (60, 79, 120):
+        assert len(limited.line(width)) <= width and limited.line(width).startswith("step 111/1000  1:06 elapsed, 0:54 left")
+    assert "img/s" not in limited.line(79) and "img/s" in limited.line(None)
+    assert clock(3723) == "1:02:03" and clock(59.6) == "1:00"
 
 
 def test_diversity_is_zero_for_copies_and_large_for_real_digits():
