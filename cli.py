@@ -361,12 +361,13 @@ def plot(weights_dir, samples_dir):
 
     dcgan train draws both when it finishes or is stopped; this draws them while it runs, or again later.
     """
+    from dcgan.files import writable_folder
     from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
     from dcgan.monitor import METRICS_FILE
     from dcgan.weights import read_run_info
 
     with user_errors():
-        samples_dir = Path(samples_dir or read_run_info(weights_dir)["config"]["samples_dir"])
+        samples_dir = writable_folder(samples_dir or read_run_info(weights_dir)["config"]["samples_dir"], "--samples-dir")
         plot_curves(Path(weights_dir) / METRICS_FILE, samples_dir / CURVES_FILE)
         frames = animate_grids(samples_dir, samples_dir / ANIMATION_FILE)
     click.echo(f"Wrote {samples_dir / CURVES_FILE} and {samples_dir / ANIMATION_FILE} ({frames} frames)")

@@ -1,6 +1,5 @@
 """Pictures of a run from its files: training curves from metrics.csv, and an animated GIF of its sample grids."""
 import csv
-import math
 import re
 from pathlib import Path
 
@@ -15,16 +14,16 @@ CURVES_FILE = "curves.png"
 ANIMATION_FILE = "fakes.gif"
 GRID_NAME = re.compile(r"fakes_epoch\d+_step(\d+)\.png")
 
-# (title, [(column, label, colour)], y range or None) for each panel of the curves; a range is widened
-# to the values when they leave it.
+# (title, [(column, label, colour)], the usual y range or None) for each panel of the curves; a panel
+# leaves its usual range for the values' own when they fall outside it (a critic's scores).
 PANELS = [
-    ("losses", [("d_loss", "d_loss", (200, 60, 40)), ("g_loss", "g_loss", (40, 90, 200))], None),
-    ("discriminator's mean score (a critic's are unbounded)", [("d_real", "D(x), real", (200, 60, 40)), ("d_fake", "D(G(z)), generated", (40, 90, 200))], (0, 1)),
+    ("losses", [("d_loss", "d_loss", "#c83c28"), ("g_loss", "g_loss", "#285ac8")], None),
+    ("discriminator's mean score", [("d_real", "D(x), real", "#c83c28"), ("d_fake", "D(G(z)), generated", "#285ac8")], (0, 1)),
     ("discriminator's accuracy (0.5: fooled half the time) and augment probability",
-     [("d_acc_real", "on real", (200, 60, 40)), ("d_acc_fake", "on generated", (40, 90, 200)),
-      ("augment_p", "augment p", (60, 150, 60))], (0, 1)),
+     [("d_acc_real", "on real", "#c83c28"), ("d_acc_fake", "on generated", "#285ac8"), ("augment_p", "augment p", "#3c963c")],
+     (0, 1)),
 ]
-WIDTH, PANEL_HEIGHT, MARGIN = 900, 230, 60
+FIGURE_INCHES, DPI = (9, 7.5), 100  # 900 x 750 pixels
 
 
 def read_metrics(path):
@@ -67,36 +66,39 @@ def smooth(values, window):
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
-def plot_curves(metrics_path, output):
-    """Draw the losses, scores and accuracies of metrics.csv against the step into the PNG `output`."""
-    metrics = read_metrics(metrics_path)
+def curves_figure(metrics):
+    """A matplotlib Figure of `read_metrics`' columns against the step: each value thin, its running mean thick.
+
+    Losses that stay above 0 are on a log scale, where the early fall and the later drift both show.
+    """
+    from matplotlib.figure import Figure  # a Figure of its own, drawn without pyplot: no window, no display, no global state
+
     steps = metrics["step"]
     window = max(1, len(steps) // 50)
-    font = _font(14)
-    picture = Image.new("RGB", (WIDTH, PANEL_HEIGHT * len(PANELS) + 20), "white")
-    draw = ImageDraw.Draw(picture)
-    for index, (title, lines, y_range) in enumerate(PANELS):
-        top = index * PANEL_HEIGHT + 20
-        box = (MARGIN, top + 10, WIDTH - 20, top + PANEL_HEIGHT - 40)
+    figure = Figure(figsize=FIGURE_INCHES, dpi=DPI, layout="constrained")
+    axes = figure.subplots(len(PANELS), 1, sharex=True)
+    for ax, (title, lines, usual) in zip(axes, PANELS):
         present = [line for line in lines if line[0] in metrics]
-        smoothed = {column: smooth(metrics[column], window) for column, _, _ in present}
-        low = min((float(values.min()) for values in smoothed.values()), default=0.0)
-        high = max((float(values.max()) for values in smoothed.values()), default=1.0)
-        if y_range is None or low < y_range[0] or high > y_range[1]:  # a critic's scores and losses are unbounded
-            y_range = (-_nice_ceiling(-low) if low < 0 else 0, _nice_ceiling(high))
-        x_range = (0, max(1.0, float(steps[-1])))
-        _axes(draw, font, box, x_range, y_range, title)
         for column, label, colour in present:
-            faint = tuple(c + (255 - c) * 3 // 4 for c in colour)
-            _polyline(draw, box, x_range, y_range, steps, metrics[column], faint, 1)
-            _polyline(draw, box, x_range, y_range, steps, smoothed[column], colour, 2)
-        legend_x = box[2]
-        for _, label, colour in reversed(present):
-            legend_x -= draw.textlength(label, font=font) + 30
-            draw.line((legend_x, box[1] - 16, legend_x + 18, box[1] - 16), fill=colour, width=3)
-            draw.text((legend_x + 22, box[1] - 24), label, fill="black", font=font)
-    draw.text((MARGIN, picture.height - 22), f"step (thin: every step; thick: running mean of {window})", fill="black", font=font)
-    write_atomically(output, lambda temporary: picture.save(temporary, format="PNG"))
+            ax.plot(steps, metrics[column], color=colour, alpha=0.25, linewidth=0.8)
+            ax.plot(steps, smooth(metrics[column], window), color=colour, linewidth=2, label=label)
+        values = np.concatenate([metrics[column] for column, _, _ in present]) if present else np.zeros(1)
+        if usual and usual[0] <= values.min() and values.max() <= usual[1]:
+            ax.set_ylim(usual[0] - 0.02, usual[1] + 0.02)
+        elif usual is None and values.min() > 0:
+            ax.set_yscale("log")
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.grid(alpha=0.3)
+        if present:
+            ax.legend(loc="upper right", fontsize=9)
+    axes[-1].set_xlabel(f"step (thin: every step; thick: running mean of {window})")
+    return figure
+
+
+def plot_curves(metrics_path, output):
+    """Draw the losses, scores and accuracies of metrics.csv against the step into the PNG `output`."""
+    figure = curves_figure(read_metrics(metrics_path))
+    write_atomically(output, lambda temporary: figure.savefig(temporary, format="png"))
 
 
 def grid_files(samples_dir):
@@ -137,40 +139,3 @@ def _font(size):
         return ImageFont.load_default(size)
     except (TypeError, OSError):  # a Pillow without FreeType has only its small bitmap font
         return ImageFont.load_default()
-
-
-def _nice_ceiling(value):
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least `value`."""
-    if value <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    return next(power * m for m in (1, 2, 2.5, 5, 10) if power * m >= value)
-
-
-def _to_pixels(box, x_range, y_range, xs, ys):
-    left, top, right, bottom = box
-    px = left + (np.asarray(xs) - x_range[0]) / (x_range[1] - x_range[0]) * (right - left)
-    py = bottom - (np.clip(ys, *y_range) - y_range[0]) / (y_range[1] - y_range[0]) * (bottom - top)
-    return px, py
-
-
-def _polyline(draw, box, x_range, y_range, xs, ys, colour, width):
-    px, py = _to_pixels(box, x_range, y_range, xs, ys)
-    points = list(zip(px.tolist(), py.tolist()))
-    if len(points) == 1:
-        points *= 2
-    draw.line(points, fill=colour, width=width)
-
-
-def _axes(draw, font, box, x_range, y_range, title):
-    left, top, right, bottom = box
-    draw.rectangle(box, outline=(120, 120, 120))
-    draw.text((left, top - 24), title, fill="black", font=font)
-    for y_value in np.linspace(*y_range, 5):
-        _, y = _to_pixels(box, x_range, y_range, [0], [y_value])
-        draw.line((left, y[0], right, y[0]), fill=(230, 230, 230))
-        draw.text((left - 6, y[0]), f"{y_value:g}", fill="black", font=font, anchor="rm")
-    x_step = _nice_ceiling(x_range[1] / 6)
-    for x_value in np.arange(0, x_range[1] + 1e-9, x_step):
-        x, _ = _to_pixels(box, x_range, y_range, [x_value], [0])
-        draw.text((x[0], bottom + 4), f"{x_value:g}", fill="black", font=font, anchor="ma")

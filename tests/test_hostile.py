@@ -223,6 +223,7 @@ CASES = [
     ("evaluate-float-labels", [*EVALUATE, "{files}/float-labels.npz"], "it needs 200 integer labels"),
     ("evaluate-unlabelled-folder", [*EVALUATE, "{files}/text"], "holds images without labels"),
     ("plot-no-run", ["plot", "--weights-dir", "{case}/none"], "does not exist"),
+    ("plot-samples-dir-under-a-file", ["plot", "--weights-dir", "{run}", "--samples-dir", "{files}/a-file/samples"], "--samples-dir"),
 ]
 
 
