@@ -253,6 +253,14 @@ def weights_folder(weights_dir, snapshot):
     return snapshot_folder(weights_dir, snapshot)
 
 
+def run_samples_folder(weights_folder):
+    """The run's own sample grids folder, where generate writes by default; ./samples if it is not here."""
+    from dcgan.weights import read_run_info
+
+    samples = Path(read_run_info(weights_folder)["config"]["samples_dir"])
+    return samples if samples.is_dir() else Path("samples")
+
+
 def unused_name(folder, stem, suffix):
     """folder/stem.suffix, or folder/stem-2.suffix and on when that is taken: a default name never replaces a file."""
     path = folder / f"{stem}{suffix}"
@@ -282,7 +290,8 @@ SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
 @click.option("--seed", type=SEED, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write.  [default: samples/generated_seedSEED.png, nice_seedSEED.png or interpolate_seedSEED.png]")
+              help="PNG to write; an existing file is never replaced.  [default: generated_seedSEED.png, nice_seedSEED.png or "
+                   "interpolate_seedSEED.png in the run's samples folder, numbered if taken]")
 @click.pass_context
 def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, seed, output):
     """Draw images from a trained generator into one tiled PNG."""
@@ -305,14 +314,13 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
     if seed is None:
         seed = secrets.randbelow(2**31)
     kind = "interpolate" if interpolate else "nice" if nice else "generated"
-    output = Path(output) if output else unused_name(Path("samples"), f"{kind}_seed{seed}", ".png")
-    written = [output, output.with_suffix(".gif")] if gif else [output]
     with user_errors():
-        for path in written:
+        folder = weights_folder(weights_dir, snapshot)
+        output = Path(output) if output else unused_name(run_samples_folder(folder), f"{kind}_seed{seed}", ".png")
+        for path in [output, output.with_suffix(".gif")] if gif else [output]:
             if path.exists():
                 raise UserError(f"{path} exists already; choose another --output, or remove it first")
         writable_folder(output.parent, "--output")
-        folder = weights_folder(weights_dir, snapshot)
         if interpolate:
             images = interpolate_images(folder, walks, points, seed, spherical)
             save_walks(images, output, gif)

@@ -360,13 +360,22 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path):
     assert scorer.classifier.info["held_out_accuracy"] == 1.0
 
 
-def test_generate_never_replaces_a_file_under_its_default_name(trained, tmp_path, monkeypatch):
+def test_generate_writes_beside_the_runs_grids_and_never_replaces_a_file(trained, tmp_path, monkeypatch):
     config, _ = trained
+    shutil.copytree(config.weights_dir, tmp_path / "run")
+    info = json.loads((tmp_path / "run" / RUN_FILE).read_text())
+    info["config"]["samples_dir"] = str(tmp_path / "run-samples")
+    (tmp_path / "run" / RUN_FILE).write_text(json.dumps(info))
+    (tmp_path / "run-samples").mkdir()
     monkeypatch.chdir(tmp_path)
     names = []
     for _ in range(2):
-        result = CliRunner().invoke(main, ["generate", "--weights-dir", config.weights_dir, "--batch-size", "4", "--seed", "3"])
+        result = CliRunner().invoke(main, ["generate", "--weights-dir", "run", "--batch-size", "4", "--seed", "3"])
         assert result.exit_code == 0, result.output
         names.append(result.stdout.split(" to ")[1].split(" (")[0])
-    assert names == ["samples/generated_seed3.png", "samples/generated_seed3-2.png"]
-    assert (tmp_path / names[0]).read_bytes() == (tmp_path / names[1]).read_bytes()
+    folder = tmp_path / "run-samples"
+    assert names == [str(folder / "generated_seed3.png"), str(folder / "generated_seed3-2.png")]
+    assert (folder / "generated_seed3.png").read_bytes() == (folder / "generated_seed3-2.png").read_bytes()
+    (tmp_path / "run-samples").rename(tmp_path / "moved")
+    result = CliRunner().invoke(main, ["generate", "--weights-dir", "run", "--batch-size", "4", "--seed", "3"])
+    assert result.exit_code == 0 and (tmp_path / "samples" / "generated_seed3.png").exists(), "no run folder: ./samples"
