@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, OPTIMIZERS, PRESETS,
-                           preset_defaults, saved_config)
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS,
+                           PRESETS, preset_defaults, saved_config)
 
 # Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -90,9 +90,8 @@ def main():
 
 @main.command()
 @click.option("--dataset", default="mnist",
-              help="mnist, mnist-sample (5,000 bundled digits), fashion-mnist, or a path: a folder of PNG/JPEG images "
-                   "(subfolders included), a .npz (x_train or x), an IDX file or a folder of IDX files. "
-                   "mnist falls back to mnist-sample when it cannot be found or downloaded.")
+              help="mnist, mnist-sample (5,000 bundled digits), fashion-mnist, or a path: a folder of PNG/JPEG "
+                   "images, a .npz (x_train or x), an IDX file or folder. mnist falls back to mnist-sample offline.")
 @click.option("--image-size", type=POSITIVE, default=None,
               help="For a folder of images: the square size to resize them to; 16 to 256, a base of 4 to 8 pixels "
                    "doubled (e.g. 28, 32, 64, 128), or 8 to 128 for --architecture mlp.  [default: 28]")
@@ -100,9 +99,8 @@ def main():
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
-              help="Training settings to start from; the options below override them. fast: tuned for good digits "
-                   "within minutes on a CPU; classic: the classic keras-dcgan algorithm exactly; dcgan-paper, wgan, "
-                   "wgan-gp, lsgan: each paper's recipe on the DCGAN paper's models (docs/gan-family.md).")
+              help="Settings to start from; options given beside it override them. fast: good digits within minutes "
+                   "on a CPU; classic: keras-dcgan exactly; dcgan-paper, wgan, wgan-gp, lsgan: each paper's recipe.")
 @click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=None,
               help="The models: classic (keras-dcgan's), dcgan (the DCGAN paper's strided convolutions and batch norm) "
                    f"or mlp (the original GAN paper's fully connected pair).  [default: {preset_defaults('architecture')}]")
@@ -110,9 +108,9 @@ def main():
               help="The game: bce (non-saturating cross-entropy), wgan (weight clipping), wgan-gp (gradient penalty), "
                    f"hinge or lsgan (least squares).  [default: {preset_defaults('loss')}]")
 @click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: 0.01]")
+              help=f"With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: {LOSS_SETTINGS['wgan'][1]:g}]")
 @click.option("--gp-weight", type=click.FloatRange(min=0), default=None,
-              help="With --loss wgan-gp: weight of the gradient penalty.  [default: 10]")
+              help=f"With --loss wgan-gp: weight of the gradient penalty.  [default: {LOSS_SETTINGS['wgan-gp'][1]:g}]")
 @click.option("--d-steps", type=POSITIVE, default=None,
               help=f"Discriminator updates per step, each on its own real batch.  [default: {preset_defaults('d_steps')}]")
 @click.option("--g-steps", type=POSITIVE, default=None,
@@ -131,52 +129,32 @@ def main():
               help=f"The discriminator's learning rate, and the generator's too where --generator-lr is none.  "
                    f"[default: {preset_defaults('lr')}]")
 @click.option("--generator-lr", type=NumberOrNone(click.FloatRange(min=0, min_open=True)), default=None,
-              help="The generator's own learning rate, or none to train it at --lr, as the classic preset does. The "
-                   "fast preset trains the generator faster than the discriminator, which scored better at 5, 15 and "
-                   f"30 minutes in the README's comparison.  [default: {preset_defaults('generator_lr')}]")
+              help="The generator's learning rate, or none to use --lr.  "
+                   f"[default: {preset_defaults('generator_lr')}]")
 @click.option("--halve-generator-lr-at", type=NumberOrNone(click.IntRange(min=0)), default=None, metavar="STEP|none",
-              help="From this step on, train the generator at half its learning rate, or none to keep it. The fast "
-                   "preset's samples got worse again late in a half-hour run, from about step 4,000, as the "
-                   "discriminator learns the data by heart; halving the generator's rate there lowered the distance "
-                   "to real digits at 15 and 30 minutes in the README's comparison.  "
+              help="Halve the generator's learning rate from this step on, or none.  "
                    f"[default: {preset_defaults('halve_generator_lr_at')}]")
 @click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Keep an exponential moving average of the generator's weights with this decay (0.999 averages "
-                   "over about the last 1,000 steps, or the last tenth of a shorter run). The average draws the sample "
-                   "grids and is the generator that is saved and loaded; it wobbles less than the trained weights. "
-                   "0 turns it off.  "
+              help="Decay of a moving average of the generator's weights, which draws the grids and is saved; 0: none.  "
                    f"[default: {preset_defaults('ema')}]")
 @click.option("--batch-size", type=POSITIVE, default=None,
               help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
 @click.option("--augment", default=None,
-              help="Augment the images the discriminator sees (all, or as often as --augment-target says), real and "
-                   "generated, in both players' steps, so that it cannot learn a small dataset by heart: translation "
-                   "(shift by up to 1/8 of the side), cutout (blank a square about half the side), both comma-separated, "
-                   f"or none. The generator still learns unaugmented images (DiffAugment).  [default: {preset_defaults('augment')}]")
+              help="Augment the images the discriminator sees (DiffAugment): translation, cutout, both "
+                   f"comma-separated, or none.  [default: {preset_defaults('augment')}]")
 @click.option("--augment-target", type=NumberOrNone(click.FloatRange(min=0, max=1, min_open=True, max_open=True)), default=None,
-              help="Augment only as often as needed: each image with a probability that starts at 0 and adapts every "
-                   "step, rising while the discriminator calls more than this fraction of the real images it sees real "
-                   "and falling while it calls fewer (StyleGAN2-ADA's heuristic). none augments every image. The "
-                   "probability is in the progress line, metrics.csv and curves.png.  "
-                   f"[default: {preset_defaults('augment_target')}]")
+              help="Augment only as often as needed, adapting so the discriminator calls this share of real images "
+                   f"real (StyleGAN2-ADA); none: always.  [default: {preset_defaults('augment_target')}]")
 @click.option("--fake-batch-norm", type=click.Choice(FAKE_BATCH_NORMS), default=None,
-              help="How the generator's batch norm treats the generated images the discriminator learns from: batch "
-                   "normalizes each batch with its own statistics, as the generator's own step does (and PyTorch's "
-                   "DCGAN example); moving uses the running averages, as the classic's predict() does, which lag "
-                   "behind while the generator changes fast. batch scored better at 5 minutes in the README's "
-                   f"comparison.  [default: {preset_defaults('fake_batch_norm')}]")
+              help="Batch norm of the generated images the discriminator learns from: each batch's own statistics, "
+                   f"or the running averages (the classic).  [default: {preset_defaults('fake_batch_norm')}]")
 @click.option("--feature-matching", type=click.FloatRange(min=0), default=None,
-              help="Add to the generator's loss, with this weight, the squared distance between the mean features "
-                   "that the discriminator's last hidden layer finds in a batch of real images and in a batch of "
-                   "generated ones (Salimans et al. 2016). It grows when the generator draws some kinds of image too "
-                   "often and others too rarely, which the discriminator alone corrects slowly. 0: none, as the "
-                   "classic. g_loss reports only the discriminator's part.  "
+              help="Weight of feature matching in the generator's loss (Salimans et al. 2016); 0: none.  "
                    f"[default: {preset_defaults('feature_matching')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
 @click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many minutes of training in all, if that comes first; a resumed run counts its "
-                   "earlier minutes. The stop saves weights and a grid like any other end.  [default: no limit]")
+              help="Stop after this many minutes of training in all, counting a resumed run's earlier ones.  [default: no limit]")
 @click.option("--seed", type=SEED, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
 @click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
 @click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
@@ -185,11 +163,10 @@ def main():
 @click.option("--keep", type=click.IntRange(min=0), default=5, help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.")
 @click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
 @click.option("--resume", is_flag=True,
-              help="Continue the run in --weights-dir from its newest snapshot. Its other settings are kept; "
-                   "--epochs, --steps, cadences, --keep, --samples-dir and --logdir may be changed.")
+              help="Continue the run in --weights-dir from its newest snapshot, with its settings; --epochs, --steps, "
+                   "--minutes, cadences, --keep, --samples-dir and --logdir may change.")
 @click.option("--threads", type=POSITIVE, default=None,
-              help="CPU threads each of TensorFlow's ops uses; ops run one at a time, so that a seed trains the same "
-                   "weights in any process.  [default: every core]")
+              help="CPU threads for each TensorFlow op.  [default: every core]")
 @click.option("--devices", default=None,
               help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
                    "with MirroredStrategy on one machine.  [default: one device]")
@@ -199,8 +176,10 @@ def main():
 @click.option("--logdir", type=click.Path(file_okay=False), default=None,
               help="Also write TensorBoard event files here: losses, scores, accuracies and speed per step, and the sample grids.  "
                    "[default: none]")
-@click.option("--overwrite", is_flag=True, help="Replace a training run already in --weights-dir, snapshots included.")
-@click.option("--dry-run", is_flag=True, help="Print the run's configuration as JSON and exit without training.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --weights-dir; it is kept aside until the new run's first checkpoint is saved.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the settings as they will be used and the steps the run will make, as JSON; train nothing.")
 @click.pass_context
 def train(ctx, dry_run, resume, **options):
     """Train the generator and discriminator, writing sample grids, metrics and checkpoints.

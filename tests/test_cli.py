@@ -143,7 +143,7 @@ def test_help_explains_every_option():
         text = invoke(command, "--help").output
         for option in options:
             assert option in text
-    train_help = " ".join(invoke("train", "--help").output.split())
+    train_help = " ".join(CliRunner().invoke(main, ["train", "--help"], terminal_width=1000).output.split())
     assert "[default: fast]" in train_help
     for setting in ("batch_size", "activation", "optimizer", "lr", "ema", "augment", "augment_target", "fake_batch_norm",
                     "feature_matching"):
@@ -151,7 +151,7 @@ def test_help_explains_every_option():
     assert "[default: 10000" in invoke("evaluate", "--help").output
     from dcgan.losses import LOSSES
 
-    # The command line names the losses' own defaults without loading TensorFlow, so it repeats them.
+    # The command line names the losses' own defaults from presets.LOSS_SETTINGS, without loading TensorFlow.
     assert f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {LOSSES['wgan'].default:g}]" in train_help
     assert f"--loss wgan-gp: weight of the gradient penalty. [default: {LOSSES['wgan-gp'].default:g}]" in train_help
 
