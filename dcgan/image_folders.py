@@ -50,12 +50,7 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
             readable.append(path)
         except DECODE_ERRORS as error:
             skipped.append((path, error))
-    if not readable:
-        raise UserError(f"none of the {len(files)} image files in {folder} could be read "
-                        f"(e.g. {skipped[0][0]}: {_reason(skipped[0][1])}); check that they are PNG or JPEG images")
-    if skipped:
-        print(f"Skipping {len(skipped)} of {len(files)} image files in {folder} that cannot be read, "
-              f"e.g. {skipped[0][0]} ({_reason(skipped[0][1])})", file=sys.stderr)
+    _skip_or_refuse(skipped, len(readable), len(files), folder, "read")
     image_size = image_size or DEFAULT_SIZE
     channels = channels or (1 if modes <= set(GRAY_MODES) else 3)
     _check_sizes(readable, sizes, image_size, center_crop)
@@ -73,13 +68,18 @@ def _decode_all(images, folder, file_count):
     decoded, failed = [], []
     for path, pixels in zip(images.files, images._threads.map(images.try_read, range(len(images)))):
         (failed if isinstance(pixels, Exception) else decoded).append((path, pixels))
-    if not decoded:
-        raise UserError(f"none of the {file_count} image files in {folder} could be decoded "
-                        f"(e.g. {failed[0][0]}: {_reason(failed[0][1])}); check that they are whole PNG or JPEG images")
-    if failed:
-        print(f"Skipping {len(failed)} of {file_count} image files in {folder} that fail to decode, "
-              f"e.g. {failed[0][0]} ({_reason(failed[0][1])})", file=sys.stderr)
+    _skip_or_refuse(failed, len(decoded), file_count, folder, "decoded")
     return np.stack([pixels for _, pixels in decoded]).astype(np.float32) / 127.5 - 1
+
+
+def _skip_or_refuse(failed, usable, file_count, folder, verb):
+    """Say on stderr which (path, error) `failed` are skipped; refuse the folder when none is `usable`."""
+    if not usable:
+        raise UserError(f"none of the {file_count} image files in {folder} could be {verb} (e.g. {failed[0][0]}: "
+                        f"{_reason(failed[0][1])}); check that they are whole PNG or JPEG images")
+    if failed:
+        print(f"Skipping {len(failed)} of {file_count} image files in {folder} that could not be {verb}, "
+              f"e.g. {failed[0][0]} ({_reason(failed[0][1])})", file=sys.stderr)
 
 
 def _reason(error):
