@@ -1,4 +1,5 @@
-"""Writing files so that a crash at any moment leaves the old file or the new one, never a part."""
+"""Files a crash cannot corrupt: atomic writes, and a lock that owns a run folder while a trainer writes to it."""
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -67,7 +68,11 @@ class FolderLock:
         self.file = open(self.path, "a+")
         try:
             _lock(self.file)
-        except OSError:
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):  # not held elsewhere: the folder cannot be locked at all
+                self.file.close()
+                raise UserError(f"cannot lock {self.path} ({error.strerror}); train in a folder on a local disk "
+                                "with --weights-dir") from None
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
             self.file.close()
