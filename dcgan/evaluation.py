@@ -215,10 +215,10 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     """
     run_info = read_run_info(weights_dir)
     dataset = dataset or run_info["config"]["dataset"]
+    scorer = Scorer(dataset, cache_dir, log)
     if count < MEANINGFUL_COUNT:
         log(f"Warning: with {count} images the scores vary from seed to seed and the Fréchet distance is biased "
             f"upward; use --count {MEANINGFUL_COUNT} or more to compare runs, and the same count for each")
-    scorer = Scorer(dataset, cache_dir, log)
     images, _ = generate(weights_dir, count, seed)
     return {
         "weights_dir": str(weights_dir),

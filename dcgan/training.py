@@ -91,10 +91,10 @@ def train(config, resume=False):
             f"a step takes {step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
             f"updates), more than the dataset's {len(images)}; use a batch size of at most {len(images) // config.d_steps}"
         )
-    devices = check_devices(config.devices)
-    if devices and config.batch_size % len(devices):
-        raise UserError(f"batch size {config.batch_size} does not split evenly across {len(devices)} devices; "
-                        f"use a multiple of {len(devices)}")
+    if config.devices and config.batch_size % len(config.devices.split(",")):
+        count = len(config.devices.split(","))
+        raise UserError(f"batch size {config.batch_size} does not split evenly across {count} devices; use a multiple of {count}")
+    check_devices(config.devices)
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
@@ -236,9 +236,10 @@ def _train(config, resume, images, weights_dir, samples_dir):
 
 
 def check_devices(setting):
-    """The device names in the comma-separated `setting` (None: none given), each one that TensorFlow has, once."""
+    """Refuse a device name in the comma-separated `setting` (None: none given) that TensorFlow does not have,
+    or one named twice."""
     if setting is None:
-        return None
+        return
     devices = setting.split(",")
     present = [device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()]
     named = [name.strip().upper().removeprefix("/DEVICE:").removeprefix("/") for name in devices]
@@ -247,7 +248,6 @@ def check_devices(setting):
             raise UserError(f"--devices {setting}: there is no device {name!r} here; choose from {', '.join(present)}")
     if len(set(named)) < len(named):
         raise UserError(f"--devices {setting} names a device twice; name each once")
-    return devices
 
 
 def draw_run_pictures(weights_dir, samples_dir):

@@ -257,8 +257,9 @@ def test_generate_interpolate_writes_a_grid_of_walks_and_a_gif(trained, tmp_path
         grid = np.array(png)
     with Image.open(output.with_suffix(".gif")) as gif:
         assert gif.n_frames == 2 * 6 - 2  # there and back, the ends not repeated
-        assert gif.size == (2 * 28, 2 * 28)  # the 3 walks side by side, as square as it gets
-        first = np.array(gif.convert("L"))
+        # The 3 walks side by side, as square as it gets, each pixel repeated 5 times: at least 256 pixels a side.
+        assert gif.size == (5 * 2 * 28, 5 * 2 * 28)
+        first = np.array(gif.convert("L"))[::5, ::5]
     # The first frame shows each walk's first image: the grid's first column.
     np.testing.assert_allclose(first[:28, :28], grid[:28, :28], atol=8)
     np.testing.assert_allclose(first[:28, 28:], grid[28:56, :28], atol=8)

@@ -80,7 +80,7 @@ def test_mnist_falls_back_to_the_sample_offline_and_says_how_to_get_the_full_set
     assert images.shape == (5000, 28, 28, 1)
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1
-    assert "bundled 5,000-digit sample" in message and str(tmp_path / "datasets" / "mnist.npz") in message
+    assert "Training on mnist-sample, the bundled 5,000 digits, instead" in message and str(tmp_path / "datasets" / "mnist.npz") in message
 
 
 def test_fashion_mnist_from_the_keras_cache(tmp_path, monkeypatch, digits):

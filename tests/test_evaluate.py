@@ -120,6 +120,7 @@ def test_evaluate_command_prints_a_table_and_json(trained, classifier_cache, tmp
     for row in ("Fréchet distance", "classes covered", "precision (k=3)", "recall (k=3)", "held-out accuracy"):
         assert row in table.stdout
     assert "(step 4)" in table.stdout
+    assert "Warning: with 200 images the scores vary from seed to seed" in table.stderr
     as_json = run_dcgan(*common, "--json", cwd=tmp_path)
     report = json.loads(as_json.stdout)
     assert report["step"] == 6 and set(report["generated"]) == set(report["real"])

@@ -241,20 +241,20 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     config, _ = trained
     weights = tmp_path / "weights"
     (weights / "snapshots").mkdir(parents=True)
-    shutil.copytree(Path(config.weights_dir) / "snapshots" / "step0000004", weights / "snapshots" / "step0000004")
+    shutil.copytree(Path(config.weights_dir) / "snapshots" / "step0000006", weights / "snapshots" / "step0000006")
     # As if killed after the snapshot was renamed into place, before the latest files beside it.
     assert not (weights / "run.json").exists()
     from dcgan.weights import read_run_info
 
-    assert read_run_info(weights)["step"] == 4
-    snapshot_generator = load_generator(Path(config.weights_dir) / "snapshots" / "step0000004")
+    assert read_run_info(weights)["step"] == 6
+    snapshot_generator = load_generator(Path(config.weights_dir) / "snapshots" / "step0000006")
     for a, b in zip(load_generator(weights).get_weights(), snapshot_generator.get_weights()):
         np.testing.assert_array_equal(a, b)
     # Its own samples and logs folders: the saved settings point into the shared `trained` run.
     resumed = run_dcgan("train", "--resume", "--weights-dir", weights, "--samples-dir", tmp_path / "samples",
-                        "--logdir", tmp_path / "logs", "--steps", 5, cwd=tmp_path)
+                        "--logdir", tmp_path / "logs", "--steps", 7, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "Resuming at step 4" in resumed.stdout and read_run_info(weights)["step"] == 5
+    assert "Resuming at step 6" in resumed.stdout and read_run_info(weights)["step"] == 7
 
 
 @pytest.mark.parametrize("trained_with, forgotten, kept, refusals", [

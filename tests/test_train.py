@@ -20,7 +20,7 @@ def test_run_writes_weights_config_and_metrics(trained):
     weights = Path(config.weights_dir)
     assert sorted(p.name for p in weights.iterdir()) == [
         "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv", "run.json",
-        "snapshots", "training_generator.keras", "training_generator.weights.h5",  # the default keeps a weight average
+        "snapshots", "train.lock", "training_generator.keras", "training_generator.weights.h5",  # the default keeps a weight average
     ]
     assert sorted(p.name for p in (weights / "snapshots").iterdir()) == ["step0000004", "step0000006"]
     run = json.loads((weights / "run.json").read_text())
@@ -121,12 +121,13 @@ def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
     dataset = tmp_path / "tiny.npz"
     with np.load(dcgan.datasets.MNIST_SAMPLE) as arrays:
         np.savez(dataset, x=arrays["x"][::250])  # 20 images: 5 steps of 4 per epoch
-    config = tiny_config(tmp_path, dataset=str(dataset), batch_size=4, epochs=3, steps=12, sample_every=100)
+    config = tiny_config(tmp_path, dataset=str(dataset), batch_size=4, epochs=3, steps=12, sample_every=4)
     dcgan.train(config)
     run = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert (run["step"], run["epoch"], run["steps_per_epoch"]) == (12, 3, 5)
+    # A grid every 4 steps however short the epochs, and where the run ends.
     assert sorted(p.name for p in (tmp_path / "samples").glob("fakes_*.png")) == [
-        "fakes_epoch0001_step0000005.png", "fakes_epoch0002_step0000010.png", "fakes_epoch0003_step0000012.png",
+        "fakes_epoch0001_step0000004.png", "fakes_epoch0002_step0000008.png", "fakes_epoch0003_step0000012.png",
     ]
     from dcgan.training import epoch_order
 
