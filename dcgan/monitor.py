@@ -111,11 +111,15 @@ class Progress:
             (5, f"augment p {mean['augment_p']:.2f}"),
             (6, f"{self.images_per_second():.0f} img/s"),
         ]
-        for most in range(6, -1, -1):
-            text = "  ".join(part for priority, part in parts if priority <= most)
-            if width is None or len(text) <= width:
-                return text
-        return text[:width]
+        if width is None:
+            return "  ".join(text for _, text in parts)
+        # The most needed parts first, each that still fits; shown in their own order.
+        kept, length = set(), -2
+        for index in sorted(range(len(parts)), key=lambda index: parts[index][0]):
+            if length + 2 + len(parts[index][1]) <= width:
+                kept.add(index)
+                length += 2 + len(parts[index][1])
+        return "  ".join(text for index, (_, text) in enumerate(parts) if index in kept)[:width]
 
     def _show(self, end):
         width = shutil.get_terminal_size().columns - 1 if self.live else None

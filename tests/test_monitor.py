@@ -75,6 +75,8 @@ def test_time_left_is_to_the_first_end_and_the_line_fits_the_terminal(monkeypatc
     for width in (60, 79, 120):
         assert len(limited.line(width)) <= width and limited.line(width).startswith("step 111/1000  1:06 elapsed, 0:54 left")
     assert "img/s" not in limited.line(79) and "img/s" in limited.line(None)
+    # What fits of the rest: the epoch's 10 characters do after the losses, the scores' 22 do not.
+    assert limited.line(79) == "step 111/1000  1:06 elapsed, 0:54 left  d_loss 0.500 g_loss 0.500  epoch 3/20"
     assert clock(3723) == "1:02:03" and clock(59.6) == "1:00"
 
 
