@@ -23,9 +23,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import dcgan
 from cli import main
 from dcgan.files import LOCK_FILE
 from dcgan.weights import OPTIMIZERS_FILE, PREVIOUS_RUN, RUN_FILE, set_aside_run, settle_previous_run
+
+from conftest import tiny_config
 
 
 
@@ -36,12 +39,11 @@ def checksums(*folders):
 
 
 @pytest.fixture(scope="module")
-def run(trained, tmp_path_factory):
-    """A copy of a trained run that every case aims at, and a folder of hostile files."""
-    config, _ = trained
+def run(tmp_path_factory):
+    """A trained run that every case aims at (the small fully connected models, so that each case can
+    copy and checksum it in a fraction of a second), and a folder of hostile files."""
     folder = tmp_path_factory.mktemp("hostile")
-    shutil.copytree(config.weights_dir, folder / "run")
-    shutil.copytree(config.samples_dir, folder / "samples")
+    dcgan.train(tiny_config(folder, architecture="mlp", weights_dir=str(folder / "run")))
     make_hostile_files(folder / "files")
     return folder
 
@@ -245,10 +247,9 @@ def test_hostile_input_gets_one_line_and_loses_nothing(run, tmp_path, name, comm
     assert checksums(run / "run", run / "samples", target, run / "files") == before
 
 
-def test_a_failed_overwrite_puts_the_old_run_back(trained, tmp_path):
+def test_a_failed_overwrite_puts_the_old_run_back(run, tmp_path):
     """--overwrite with settings that fail during training (the losses overflow at step 1) leaves the old run as it was."""
-    config, _ = trained
-    shutil.copytree(config.weights_dir, tmp_path / "run")
+    shutil.copytree(run / "run", tmp_path / "run")
     before = checksums(tmp_path / "run")
     result = CliRunner().invoke(main, ["train", "--dataset", "mnist-sample", "--weights-dir", str(tmp_path / "run"),
                                        "--samples-dir", str(tmp_path / "samples"), "--overwrite",
@@ -258,12 +259,11 @@ def test_a_failed_overwrite_puts_the_old_run_back(trained, tmp_path):
     assert checksums(tmp_path / "run") == before and not (tmp_path / "run" / PREVIOUS_RUN).exists()
 
 
-def test_a_run_set_aside_is_settled_after_a_crash(trained, tmp_path):
+def test_a_run_set_aside_is_settled_after_a_crash(run, tmp_path):
     """A trainer killed while replacing a run: the next start keeps the new run if it saved a checkpoint, else the old one."""
-    config, _ = trained
     for new_run_saved in (False, True):
         folder = tmp_path / f"saved-{new_run_saved}"
-        shutil.copytree(config.weights_dir, folder)
+        shutil.copytree(run / "run", folder)
         (folder / "notes.txt").write_text("the user's own file, not the run's")
         before = checksums(folder)
         set_aside_run(folder)
@@ -363,9 +363,8 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path, monkeypatch):
     assert scorer.classifier.info["held_out_accuracy"] == 1.0
 
 
-def test_generate_writes_beside_the_runs_grids_and_never_replaces_a_file(trained, tmp_path, monkeypatch):
-    config, _ = trained
-    shutil.copytree(config.weights_dir, tmp_path / "run")
+def test_generate_writes_beside_the_runs_grids_and_never_replaces_a_file(run, tmp_path, monkeypatch):
+    shutil.copytree(run / "run", tmp_path / "run")
     info = json.loads((tmp_path / "run" / RUN_FILE).read_text())
     info["config"]["samples_dir"] = str(tmp_path / "run-samples")
     (tmp_path / "run" / RUN_FILE).write_text(json.dumps(info))
