@@ -35,6 +35,7 @@ def import_tensorflow_quietly():
         os.dup2(saved, 2)
         os.close(saved)
 
+
 # dcgan is imported inside the commands: it imports TensorFlow, which `--help` should not wait for.
 POSITIVE = click.IntRange(min=1)
 SEED = click.IntRange(0, 2**32 - 1)
