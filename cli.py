@@ -213,7 +213,7 @@ def dry_run_plan(config, step):
     from dcgan.datasets import load_dataset
 
     images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
-    steps_per_epoch = len(images) // (config.batch_size * config.d_steps)
+    steps_per_epoch = config.steps_per_epoch(len(images))
     return {**config.resolved(images.shape[1:]),
             "plan": {"images": len(images), "image_shape": list(images.shape[1:]), "steps_per_epoch": steps_per_epoch,
                      "from_step": step, "to_step": config.total_steps(steps_per_epoch)}}
@@ -226,8 +226,8 @@ def weights_folder(weights_dir, snapshot):
 
     if snapshot is None:
         return Path(weights_dir)
-    if snapshot not in snapshot_steps(weights_dir):
-        steps = snapshot_steps(weights_dir)
+    steps = snapshot_steps(weights_dir)
+    if snapshot not in steps:
         raise UserError(f"{weights_dir} has no snapshot at step {snapshot}; "
                         + (f"its snapshots are at steps {', '.join(map(str, steps))}" if steps else "it has no snapshots"))
     return snapshot_folder(weights_dir, snapshot)

@@ -74,6 +74,15 @@ class TrainConfig:
             raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         return cls(preset=preset, **{**PRESETS[preset], **settings})
 
+    @property
+    def step_images(self):
+        """Real images one step takes: a batch for each discriminator update."""
+        return self.batch_size * self.d_steps
+
+    def steps_per_epoch(self, image_count):
+        """The whole steps that fit in `image_count` images; the last few images wait for the next epoch's order."""
+        return image_count // self.step_images
+
     def total_steps(self, steps_per_epoch):
         """The steps the run makes in all: its epochs, or `steps` if that comes first."""
         return min(self.epochs * steps_per_epoch, self.steps or math.inf)

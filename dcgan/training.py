@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,16 +84,16 @@ def train(config, resume=False):
     config.check()  # every setting, before a folder is read or TensorFlow runs
     use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
     images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
-    step_images = config.batch_size * config.d_steps
-    if step_images > len(images):
+    if config.steps_per_epoch(len(images)) == 0:
         raise UserError(
-            f"a step takes {step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
+            f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
             f"updates), more than the dataset's {len(images)}; use a batch size of at most {len(images) // config.d_steps}"
         )
-    if config.devices and config.batch_size % len(config.devices.split(",")):
+    if config.devices:
         count = len(config.devices.split(","))
-        raise UserError(f"batch size {config.batch_size} does not split evenly across {count} devices; use a multiple of {count}")
-    check_devices(config.devices)
+        if config.batch_size % count:
+            raise UserError(f"batch size {config.batch_size} does not split evenly across {count} devices; use a multiple of {count}")
+        check_devices(config.devices)
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
@@ -126,7 +125,6 @@ def train(config, resume=False):
 
 def _train(config, resume, images, weights_dir, samples_dir):
     trainer = Trainer(config, images.shape[1:])
-    step_images = config.batch_size * config.d_steps
     batches = Batches(images, config.seed, config.batch_size, config.d_steps)
     steps_per_epoch = batches.steps_per_epoch
     run_info = {
@@ -178,8 +176,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
             events.grid(step, grid)
         return health.after_grid(step, grid)
 
-    start = time.perf_counter() - elapsed_before
-    progress = Progress(step, total_steps, steps_per_epoch, config.epochs, step_images, elapsed_before, time_limit,
+    progress = Progress(step, total_steps, steps_per_epoch, config.epochs, config.step_images, elapsed_before, time_limit,
                         trainer.loss.wasserstein)
     with open(metrics_path, "a", newline="") as metrics_file, StopOnSignal() as stop:
         metrics = csv.writer(metrics_file)
@@ -194,7 +191,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
                             f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
                             f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
                         )
-                elapsed = time.perf_counter() - start
+                elapsed = progress.elapsed()  # the run's training time, its earlier minutes included
                 metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in STEP_VALUES), f"{elapsed:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
@@ -230,16 +227,13 @@ def _train(config, resume, images, weights_dir, samples_dir):
         finally:
             if events:
                 events.close()
-    print(f"Done: step {step} after {time.perf_counter() - start:.0f} s of training; weights in {weights_dir}; "
+    print(f"Done: step {step} after {progress.elapsed():.0f} s of training; weights in {weights_dir}; "
           f"grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}")
     return trainer
 
 
 def check_devices(setting):
-    """Refuse a device name in the comma-separated `setting` (None: none given) that TensorFlow does not have,
-    or one named twice."""
-    if setting is None:
-        return
+    """Refuse a device name in the comma-separated `setting` that TensorFlow does not have, or one named twice."""
     devices = setting.split(",")
     present = [device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()]
     named = [name.strip().upper().removeprefix("/DEVICE:").removeprefix("/") for name in devices]
