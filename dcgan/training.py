@@ -89,7 +89,7 @@ def train(config, resume=False):
             f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
             f"updates), more than the dataset's {len(images)}; use a batch size of at most {len(images) // config.d_steps}"
         )
-    if config.devices:
+    if config.devices is not None:
         count = len(config.devices.split(","))
         if config.batch_size % count:
             raise UserError(f"batch size {config.batch_size} does not split evenly across {count} devices; use a multiple of {count}")
