@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from dcgan.export import FORMATS as EXPORT_FORMATS
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS,
                            PRESETS, preset_defaults, saved_config)
 
@@ -23,15 +24,25 @@ def import_tensorflow_quietly():
     libraries load, before TF_CPP_MIN_LOG_LEVEL is read, so only the descriptor hides them.
     TF_CPP_MIN_LOG_LEVEL=0 shows them. A failing import still raises its Python error.
     """
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+    if "tensorflow" not in sys.modules:
+        with native_output_hidden():
+            importlib.import_module("tensorflow")
+
+
+@contextlib.contextmanager
+def native_output_hidden():
+    """File descriptor 2 pointed at /dev/null, unless TF_CPP_MIN_LOG_LEVEL=0 asks for TensorFlow's own lines."""
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-        importlib.import_module("tensorflow")
+        yield
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
 
@@ -338,6 +349,32 @@ def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
         report = score_generator(weights_folder(weights_dir, snapshot), dataset, count, seed, cache_dir,
                                  log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@main.command()
+@WEIGHTS_DIR
+@SNAPSHOT
+@click.option("--format", "export_format", type=click.Choice(list(EXPORT_FORMATS)), required=True,
+              help="savedmodel: a TensorFlow SavedModel folder, for TensorFlow Serving; tflite: a TensorFlow Lite file, "
+                   "for phones; onnx: an ONNX file, for ONNX Runtime and other frameworks.")
+@click.option("--output", type=click.Path(), required=True,
+              help="Where to write: a file ending in .tflite or .onnx, or a folder for savedmodel.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists, once the new export has passed its check.")
+def export(weights_dir, snapshot, export_format, output, overwrite):
+    """Write the trained generator for serving, phones or other frameworks.
+
+    The model takes `noise` (N, latent size) and returns `images` (N, height, width, channels) in
+    [-1, 1]. Before it is moved into place, the export is loaded in its own runtime and must draw
+    the Keras generator's images from the same noise to within 1e-4. tflite and onnx need
+    pip install 'dcgan[export]'.
+    """
+    import_tensorflow_quietly()
+    from dcgan.export import export_generator
+
+    with user_errors(), native_output_hidden():  # the converters' and runtimes' own log lines
+        exported = export_generator(weights_folder(weights_dir, snapshot), export_format, output, overwrite)
+    click.echo(f"Wrote {exported.path} ({exported.size / 1e6:.1f} MB); it draws the generator's images to within "
+               f"{exported.difference:.1g}")
 
 
 @main.command()

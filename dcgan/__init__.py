@@ -20,6 +20,7 @@ _EXPORTS = {
     "generate": "dcgan.generation",
     "interpolate": "dcgan.generation",
     "evaluate": "dcgan.evaluation",
+    "export_generator": "dcgan.export",
     "save_grid": "dcgan.images",
     "load_discriminator": "dcgan.weights",
     "load_generator": "dcgan.weights",

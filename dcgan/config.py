@@ -1,6 +1,7 @@
 """TrainConfig: everything that defines a training run, saved as run.json beside its weights."""
 import dataclasses
 import math
+import os
 import typing
 
 from dcgan.errors import UserError
@@ -66,6 +67,13 @@ class TrainConfig:
     mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
     xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
     logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
+
+    def __post_init__(self):
+        # Paths are kept as text, as run.json writes them: a pathlib.Path given from Python (or to the command
+        # from Python) would otherwise fail only when the first checkpoint is written.
+        for name in ("dataset", "weights_dir", "samples_dir", "logdir"):
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
 
     @classmethod
     def from_preset(cls, preset=DEFAULT_PRESET, **settings):

@@ -13,3 +13,9 @@ class TrainingStopped(UserError):
     def __init__(self, message, signal_number):
         super().__init__(message)
         self.exit_code = 128 + signal_number
+
+
+def first_line(error):
+    """An exception's first line, for a one-line message: a library's own message can run to pages."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.errors import UserError
+from dcgan.errors import UserError, first_line
 from dcgan.files import fsync_folder, write_atomically
 from dcgan.presets import saved_config
 
@@ -181,7 +181,7 @@ def _load_optimizers(trainer, path):
         with np.load(path, allow_pickle=False) as saved:
             arrays = {name: saved[name] for name in saved.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise UserError(f"cannot read {path} ({_first_line(error)}); {_damaged_advice(path.parent)}") from None
+        raise UserError(f"cannot read {path} ({first_line(error)}); {_damaged_advice(path.parent)}") from None
     for role, optimizer in trainer.optimizers().items():
         for i, variable in enumerate(optimizer.variables):
             array = arrays.get(f"{role}_{i}")
@@ -190,11 +190,6 @@ def _load_optimizers(trainer, path):
     for role, optimizer in trainer.optimizers().items():
         for i, variable in enumerate(optimizer.variables):
             variable.assign(arrays[f"{role}_{i}"])
-
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def read_run_info(folder):
@@ -302,4 +297,4 @@ def _mismatch(error):
     shapes = re.search(r"variable\.shape=(\(.*?\)), Received: value\.shape=(\(.*?\))", str(error))
     if shapes:
         return f"a layer expects shape {shapes[1]}, the file holds {shapes[2]}"
-    return _first_line(error)
+    return first_line(error)

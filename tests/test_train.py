@@ -146,3 +146,9 @@ def test_an_existing_run_is_not_overwritten_without_asking(trained, tmp_path):
 def test_batch_larger_than_the_dataset_is_refused(tmp_path):
     with pytest.raises(UserError, match="at most 5000"):
         dcgan.train(tiny_config(tmp_path, batch_size=5001))
+
+
+def test_paths_may_be_given_as_pathlib_paths(tmp_path):
+    dcgan.train(tiny_config(tmp_path, steps=1, weights_dir=tmp_path / "w", samples_dir=tmp_path / "s"))
+    saved = json.loads((tmp_path / "w" / "run.json").read_text())["config"]
+    assert (saved["weights_dir"], saved["samples_dir"]) == (str(tmp_path / "w"), str(tmp_path / "s"))

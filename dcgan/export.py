@@ -1,0 +1,167 @@
+"""The trained generator in serving and mobile formats: a TensorFlow SavedModel, TensorFlow Lite, ONNX.
+
+Keras's own exporter (`Model.export`) writes each format. The export is then loaded in the runtime
+that would serve it and must draw the Keras generator's images from the same noise before it is
+moved into place, so a failed or wrong export leaves nothing behind and replaces nothing.
+"""
+import importlib
+import os
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcgan.errors import UserError, first_line
+from dcgan.files import writable_folder
+from dcgan.weights import load_generator
+
+TOLERANCE = 1e-4  # the largest pixel difference (images in [-1, 1]) an export may have from the Keras generator
+CHECK_SEED, CHECK_COUNT = 0, 64  # the noise an export is checked on: a batch of 64, so a batch size other than 1 works
+INPUT_NAME, OUTPUT_NAME = "noise", "images"  # the exported model's input and output, in every format
+
+
+def _draw_savedmodel(path, noise):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return serve(**{INPUT_NAME: tf.constant(noise)})[OUTPUT_NAME].numpy()
+
+
+def _draw_tflite(path, noise):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path)).get_signature_runner()(**{INPUT_NAME: noise})[OUTPUT_NAME]
+
+
+def _draw_onnx(path, noise):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: noise})[0]
+
+
+def _builtin_ops_only():
+    """TFLite's own kernels only: Keras would let the converter fall back to TensorFlow's ops ("Select TF ops"),
+    which LiteRT's interpreter and a phone without TensorFlow's kernels linked in cannot run."""
+    import tensorflow as tf
+
+    return {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+
+
+@dataclass(frozen=True)
+class Format:
+    keras_name: str  # Model.export's name for the format
+    suffix: str  # of the file written; empty for a folder
+    modules: tuple  # what writing and checking it need beyond TensorFlow, all in the `export` extra
+    draw: object  # (path, noise) -> images, in the runtime that serves the format
+    options: object = dict  # () -> Model.export's options for the format
+
+
+FORMATS = {
+    "savedmodel": Format("tf_saved_model", "", (), _draw_savedmodel),
+    "tflite": Format("litert", ".tflite", ("ai_edge_litert",), _draw_tflite, _builtin_ops_only),
+    "onnx": Format("onnx", ".onnx", ("tf2onnx", "onnxruntime"), _draw_onnx),
+}
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    size: int  # bytes, a SavedModel's files together
+    difference: float  # the largest pixel difference from the Keras generator on the check's images
+
+
+def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOLERANCE):
+    """Write the generator in `weights_dir` to `output` as `format` (a key of FORMATS), checked; returns an Exported.
+
+    The exported model takes `noise` (N, latent_dim) as float32 and returns `images` (N, H, W, C) in [-1, 1].
+    """
+    kind = FORMATS.get(format)
+    if kind is None:
+        raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    output = Path(output)
+    _check_output(output, format, kind, overwrite)
+    missing = [module for module in kind.modules if not _importable(module)]
+    if missing:
+        raise UserError(f"exporting to {format} needs {' and '.join(missing)}, which pip install 'dcgan[export]' installs")
+    generator = load_generator(weights_dir)
+    noise = np.random.default_rng(CHECK_SEED).uniform(-1, 1, (CHECK_COUNT, generator.input_shape[-1])).astype(np.float32)
+    expected = generator.predict(noise, verbose=0)
+    partial = output.with_name(f".{output.stem}.partial-{uuid.uuid4().hex[:8]}{output.suffix}")  # Keras checks the suffix
+    try:
+        try:
+            _write(generator, kind, partial)
+            drawn = kind.draw(partial, noise)
+        except Exception as error:  # a converter's or a runtime's own failure, whatever its type: one line, not its traceback
+            raise UserError(f"exporting to {format} failed ({type(error).__name__}: {first_line(error)}); nothing was written") from None
+        difference = float(np.max(np.abs(drawn - expected))) if np.shape(drawn) == expected.shape else np.inf
+        if not difference <= tolerance:  # NaN fails too
+            raise UserError(f"the {format} export draws images up to {difference:.2g} away from the Keras generator's "
+                            f"(at most {tolerance:g} allowed); nothing was written")
+        _replace(partial, output)
+    finally:
+        _remove(partial)
+    return Exported(output, _size(output), difference)
+
+
+def _importable(module):
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _check_output(output, format, kind, overwrite):
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} exists already; choose another --output, or pass --overwrite to replace it")
+    if output.is_dir() and not (output / "saved_model.pb").is_file():  # --overwrite may replace an export, not any folder
+        raise UserError(f"{output} is a folder that holds no SavedModel; --overwrite replaces only an earlier export, "
+                        "so choose another --output")
+    if kind.suffix and output.suffix.lower() != kind.suffix:
+        raise UserError(f"--output {output}: {format} writes one file; give a name ending in {kind.suffix}")
+    if not kind.suffix and output.suffix.lower() in {".tflite", ".onnx", ".keras", ".h5"}:
+        raise UserError(f"--output {output}: {format} writes a folder; give a folder name, such as generator-{format}")
+    writable_folder(output.parent, "--output")
+
+
+def _write(generator, kind, path):
+    """The generator in `kind`'s format, with its input and output named, as a server or an app refers to them."""
+    import keras
+
+    noise = keras.Input(generator.input_shape[1:], name=INPUT_NAME)
+    images = noise
+    for layer in generator.layers:
+        images = layer(images)
+        if isinstance(layer, keras.layers.UpSampling2D):
+            # UpSampling2D repeats rows with tf.repeat, which loses the image's static height in TensorFlow's graph, and
+            # TFLite's converter has no kernel for a Conv2D of unknown height; restating the shape (a no-op) keeps it.
+            images = keras.layers.Reshape(images.shape[1:])(images)
+    named = keras.Model(noise, {OUTPUT_NAME: images})
+    named(np.zeros((1, *generator.input_shape[1:]), np.float32))  # Keras exports only a model that has been called
+    with warnings.catch_warnings():  # the converters' deprecation warnings are theirs, not the user's to act on
+        warnings.simplefilter("ignore")
+        named.export(str(path), format=kind.keras_name, verbose=False, **kind.options())
+
+
+def _replace(partial, output):
+    """Move the checked export to `output`; an old one there goes only once the new one is in place."""
+    old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+    if output.exists() or output.is_symlink():
+        os.replace(output, old)
+    os.replace(partial, output)
+    _remove(old)
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _size(path):
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
