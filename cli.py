@@ -51,6 +51,7 @@ def native_output_hidden():
 POSITIVE = click.IntRange(min=1)
 SEED = click.IntRange(0, 2**32 - 1)
 MAX_DRAWN = 100_000  # images one generate command draws (with --nice, batch size x nice factor)
+MAX_COUNT = 1_000_000  # single images one generate --count writes: 784 MB of 28x28 digits in a .npz
 
 
 class NumberOrNone(click.ParamType):
@@ -279,28 +280,38 @@ SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
 @click.option("--points", type=click.IntRange(2, 256), default=10, help="With --interpolate: images along each walk, both ends included.")
 @click.option("--spherical", is_flag=True, help="With --interpolate: walk along the great circle between the points instead of a straight line.")
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
+@click.option("--count", type=click.IntRange(1, MAX_COUNT), default=None,
+              help="Instead of a grid: this many single images, for use elsewhere, into --output: a folder of PNGs "
+                   "(image_000000.png, ...) or a .npz of uint8 images under x, which --dataset reads.")
 @click.option("--seed", type=SEED, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
-@click.option("--output", type=click.Path(dir_okay=False), default=None,
+@click.option("--output", type=click.Path(), default=None,
               help="PNG to write; an existing file is never replaced.  [default: generated_seedSEED.png, nice_seedSEED.png or "
                    "interpolate_seedSEED.png in the run's samples folder, numbered if taken]")
 @click.pass_context
-def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, seed, output):
-    """Draw images from a trained generator into one tiled PNG."""
+def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, count, seed,
+             output):
+    """Draw images from a trained generator into one tiled PNG, or with --count into single images."""
     import_tensorflow_quietly()
     from dcgan import UserError, generate as generate_images, interpolate as interpolate_images, save_grid
     from dcgan.files import writable_folder
-    from dcgan.generation import save_walks
+    from dcgan.generation import save_images, save_walks
 
-    given = {name for name in ("walks", "points", "spherical", "gif")
+    given = {name.replace("_", "-") for name in ("batch_size", "nice_factor", "walks", "points", "spherical", "gif")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    walk_options = sorted(given & {"walks", "points", "spherical", "gif"})
     if interpolate and nice:
         raise click.UsageError("--nice and --interpolate draw different grids; pass one of them")
-    if given and not interpolate:
-        raise click.UsageError(f"--{sorted(given)[0]} works only with --interpolate; add --interpolate or leave it out")
+    if count is not None and (nice or interpolate or given):
+        raise click.UsageError(f"--count writes single images, not a grid; leave out "
+                               f"--{'nice' if nice else 'interpolate' if interpolate else sorted(given)[0]}")
+    if walk_options and not interpolate:
+        raise click.UsageError(f"--{walk_options[0]} works only with --interpolate; add --interpolate or leave it out")
     if nice and batch_size * nice_factor > MAX_DRAWN:
         raise click.UsageError(f"--nice draws batch size x nice factor = {batch_size * nice_factor:,} images; "
                                f"keep it at most {MAX_DRAWN:,} (e.g. --nice-factor {max(1, MAX_DRAWN // batch_size)})")
-    if output and Path(output).suffix.lower() != ".png":
+    if count is not None and (not output or Path(output).suffix.lower() not in ("", ".npz")):
+        raise click.UsageError("--count writes into --output: give a new folder for the PNGs, or a name ending in .npz")
+    if count is None and output and Path(output).suffix.lower() != ".png":
         raise click.UsageError(f"--output {output}: give a name ending in .png (--gif writes the GIF beside it)")
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -312,7 +323,9 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
             if path.exists():
                 raise UserError(f"{path} exists already; choose another --output, or remove it first")
         writable_folder(output.parent, "--output")
-        if interpolate:
+        if count is not None:
+            save_images(folder, count, seed, output)
+        elif interpolate:
             images = interpolate_images(folder, walks, points, seed, spherical)
             save_walks(images, output, gif)
             count = images.shape[0] * images.shape[1]

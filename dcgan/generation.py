@@ -1,11 +1,17 @@
-"""Drawing images from a trained generator: plain, the best the discriminator sees, or walks through its latent space."""
+"""Drawing images from a trained generator: plain, the best the discriminator sees, walks through its latent
+space, or many single images for use elsewhere."""
 import math
+import os
+import shutil
+import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dcgan.images import save_animation, save_grid, to_picture
+from dcgan.images import save_animation, save_grid, to_picture, to_uint8
+from dcgan.files import write_atomically
 from dcgan.weights import load_discriminator, load_generator
 
 BATCH = 500  # images per forward pass: bounds memory whatever the count
@@ -62,3 +68,47 @@ def save_walks(walks, path, gif=False):
         scale = math.ceil(GIF_SIDE / min(frames[0].size))
         frames = [frame.resize((frame.width * scale, frame.height * scale), Image.Resampling.NEAREST) for frame in frames]
         save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15)
+
+
+def draw_batches(weights_dir, count, seed):
+    """`count` images in [-1, 1], BATCH at a time, so that memory stays bounded whatever the count. The noise
+    is `generate`'s for the same seed, drawn in pieces: the first images are those of its grid."""
+    generator = load_generator(weights_dir)
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, BATCH):
+        noise = rng.uniform(-1, 1, (min(BATCH, count - start), generator.input_shape[-1]))
+        yield generator.predict(noise.astype(np.float32), batch_size=BATCH, verbose=0)
+
+
+def save_images(weights_dir, count, seed, output):
+    """Write `count` generated images to `output`: a .npz holding `x`, uint8 (count, H, W, C), which
+    `dcgan train --dataset` reads back; or else a new folder of PNGs, image_000000.png onwards.
+
+    Each appears whole or not at all: the folder is filled under a hidden name and then renamed.
+    """
+    output = Path(output)
+    batches = draw_batches(weights_dir, count, seed)
+    if output.suffix.lower() == ".npz":
+        write_atomically(output, lambda temporary: _write_npz(batches, count, temporary))
+        return
+    partial = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        partial.mkdir()
+        index = 0
+        for images in batches:
+            for image in images:
+                to_picture(image[None]).save(partial / f"image_{index:06d}.png")
+                index += 1
+        os.rename(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _write_npz(batches, count, path):
+    """np.savez's layout, written a batch at a time instead of from one array in memory."""
+    with zipfile.ZipFile(path, "w") as archive, archive.open("x.npy", "w", force_zip64=True) as member:
+        for index, images in enumerate(batches):
+            if index == 0:
+                header = {"descr": "|u1", "fortran_order": False, "shape": (count, *images.shape[1:])}
+                np.lib.format.write_array_header_1_0(member, header)
+            member.write(to_uint8(images).tobytes())

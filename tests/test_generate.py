@@ -2,6 +2,7 @@ import shutil
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from dcgan import UserError, generate, load_discriminator, load_generator
 
@@ -76,3 +77,55 @@ def test_interpolation_walks_from_one_random_point_to_another(trained):
     np.testing.assert_allclose(spherical[:, 0], walks[:, 0], atol=1e-5)
     np.testing.assert_allclose(spherical[:, -1], walks[:, -1], atol=1e-5)
     assert np.abs(spherical[:, 2] - walks[:, 2]).max() > 1e-3, "the great circle leaves the straight line in between"
+
+
+def test_count_writes_single_images_a_batch_at_a_time_from_the_grids_noise(trained, tmp_path):
+    from PIL import Image
+
+    from cli import main
+    from dcgan.datasets import load_dataset
+    from dcgan.generation import BATCH, draw_batches
+    from dcgan.images import to_uint8
+
+    weights_dir = trained[0].weights_dir
+    batches = list(draw_batches(weights_dir, BATCH * 2 + 3, seed=5))
+    assert [len(images) for images in batches] == [BATCH, BATCH, 3]
+    np.testing.assert_array_equal(np.concatenate(batches), generate(weights_dir, count=BATCH * 2 + 3, seed=5)[0])
+
+    for output in (tmp_path / "pngs", tmp_path / "images.npz"):
+        result = CliRunner().invoke(main, ["generate", "--weights-dir", weights_dir, "--count", "12", "--seed", "5",
+                                           "--output", str(output)])
+        assert result.exit_code == 0, result.output
+        assert result.output == f"Wrote 12 images to {output} (seed 5)\n"
+    expected = to_uint8(batches[0][:12])
+    assert sorted(path.name for path in (tmp_path / "pngs").iterdir()) == [f"image_{i:06d}.png" for i in range(12)]
+    pngs = np.stack([np.asarray(Image.open(tmp_path / "pngs" / f"image_{i:06d}.png")) for i in range(12)])
+    np.testing.assert_array_equal(pngs, expected[..., 0])
+    with np.load(tmp_path / "images.npz") as arrays:
+        assert arrays.files == ["x"] and arrays["x"].dtype == np.uint8
+        np.testing.assert_array_equal(arrays["x"], expected)
+    # What --count wrote trains: it reads back as a dataset.
+    images = load_dataset(str(tmp_path / "images.npz"))
+    np.testing.assert_allclose(images, expected / 127.5 - 1, atol=1e-6)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["images.npz", "pngs"]
+
+
+@pytest.mark.parametrize("arguments, status, message", [
+    (["--count", "3", "--output", "{tmp}/pngs", "--nice"], 2, "Error: --count writes single images, not a grid; leave out --nice"),
+    (["--count", "3", "--output", "{tmp}/pngs", "--batch-size", "4"], 2, "Error: --count writes single images, not a grid; leave out --batch-size"),
+    (["--count", "3"], 2, "Error: --count writes into --output: give a new folder for the PNGs, or a name ending in .npz"),
+    (["--count", "3", "--output", "{tmp}/a.png"], 2, "Error: --count writes into --output: give a new folder"),
+    (["--count", "0", "--output", "{tmp}/pngs"], 2, "Error: Invalid value for '--count': 0 is not in the range 1<=x<=1000000."),
+    (["--count", "3", "--output", "{tmp}/taken"], 1, "Error: {tmp}/taken exists already; choose another --output, or remove it first"),
+])
+def test_count_refusals(trained, tmp_path, arguments, status, message):
+    from cli import main
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("kept")
+    arguments = [argument.replace("{tmp}", str(tmp_path)) for argument in arguments]
+    result = CliRunner().invoke(main, ["generate", "--weights-dir", trained[0].weights_dir, *arguments])
+    assert result.exit_code == status
+    assert result.output.startswith(message.replace("{tmp}", str(tmp_path))) and result.output.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "kept"
