@@ -94,11 +94,8 @@ def save_images(weights_dir, count, seed, output):
     partial = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         partial.mkdir()
-        index = 0
-        for images in batches:
-            for image in images:
-                to_picture(image[None]).save(partial / f"image_{index:06d}.png")
-                index += 1
+        for index, image in enumerate(image for images in batches for image in images):
+            to_picture(image[None]).save(partial / f"image_{index:06d}.png")
         os.rename(partial, output)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
