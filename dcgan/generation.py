@@ -25,9 +25,7 @@ def generate(weights_dir="weights", count=128, seed=0, nice_factor=None):
     the discriminator scores highest, best first; without it the scores are None.
     The noise is a pure function of `seed`, so the same seed gives the same images.
     """
-    generator = load_generator(weights_dir)
-    noise = np.random.default_rng(seed).uniform(-1, 1, (count * (nice_factor or 1), generator.input_shape[-1]))
-    images = generator.predict(noise.astype(np.float32), batch_size=BATCH, verbose=0)
+    images = np.concatenate(list(draw_batches(weights_dir, count * (nice_factor or 1), seed)))
     if not nice_factor:
         return images, None
     scores = load_discriminator(weights_dir).predict(images, batch_size=BATCH, verbose=0)[:, 0]
@@ -71,8 +69,8 @@ def save_walks(walks, path, gif=False):
 
 
 def draw_batches(weights_dir, count, seed):
-    """`count` images in [-1, 1], BATCH at a time, so that memory stays bounded whatever the count. The noise
-    is `generate`'s for the same seed, drawn in pieces: the first images are those of its grid."""
+    """`count` images in [-1, 1], BATCH at a time, so that memory stays bounded whatever the count; a pure
+    function of `seed`, whose first images are those of any smaller count."""
     generator = load_generator(weights_dir)
     rng = np.random.default_rng(seed)
     for start in range(0, count, BATCH):
