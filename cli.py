@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from dcgan.export import FORMATS as EXPORT_FORMATS
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS,
-                           PRESETS, preset_defaults, saved_config)
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, EXPORT_FORMATS, FAKE_BATCH_NORMS,
+                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, preset_defaults, saved_config)
 
 # Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -111,6 +110,12 @@ def main():
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
 @click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
+@click.option("--conditional/--unconditional", default=None,
+              help="Train on the data's class labels, so that generate can draw a chosen class: labelled datasets, a .npz "
+                   "with y_train (or y), or a folder of images in one subfolder per class.  [default: unconditional]")
+@click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=None,
+              help="With --conditional: how the discriminator reads the label: projection (Miyato and Koyama 2018) or "
+                   f"concat (a learned label map beside the image, as the conditional GAN).  [default: {CONDITIONINGS[0]}]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
               help="Settings to start from; options given beside it override them. fast: good digits within minutes "
                    "on a CPU; classic: keras-dcgan exactly; dcgan-paper, wgan, wgan-gp, lsgan: each paper's recipe.")
@@ -203,8 +208,14 @@ def train(ctx, dry_run, resume, **options):
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])
+    conditional = options.pop("conditional")
+    if conditional is False and options["conditioning"]:
+        raise click.UsageError(f"--conditioning {options['conditioning']} chooses how a conditional run reads labels; "
+                               "leave out --unconditional or --conditioning")
     # Options given on this command line override the saved run's settings or the preset's, even as none.
     given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    if conditional is not None:
+        options["conditioning"] = given["conditioning"] = (options["conditioning"] or CONDITIONINGS[0]) if conditional else None
     with user_errors():
         if resume:
             config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), "overwrite": False, **given})
@@ -222,13 +233,14 @@ def train(ctx, dry_run, resume, **options):
 
 def dry_run_plan(config, step):
     """The settings as the run would use them, and how many steps it would make on its data from `step`."""
-    from dcgan.datasets import load_dataset
+    from dcgan.datasets import load_training_data
 
-    images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
+    images, _, class_names = load_training_data(config)
     steps_per_epoch = config.steps_per_epoch(len(images))
     return {**config.resolved(images.shape[1:]),
             "plan": {"images": len(images), "image_shape": list(images.shape[1:]), "steps_per_epoch": steps_per_epoch,
-                     "from_step": step, "to_step": config.total_steps(steps_per_epoch)}}
+                     "from_step": step, "to_step": config.total_steps(steps_per_epoch),
+                     **({"class_names": class_names} if class_names else {})}}
 
 
 def weights_folder(weights_dir, snapshot):
@@ -283,18 +295,22 @@ SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
 @click.option("--count", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Instead of a grid: this many single images, for use elsewhere, into --output: a folder of PNGs "
                    "(image_000000.png, ...) or a .npz of uint8 images under x, which --dataset reads.")
+@click.option("--class", "classes", multiple=True,
+              help="For a conditional run: the class to draw, by name or index; repeat it for several, or all. The grid "
+                   "gets a row per class, the same noise down each column; --interpolate takes one class to keep or two to "
+                   "move between.  [default: all]")
 @click.option("--seed", type=SEED, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
 @click.option("--output", type=click.Path(), default=None,
               help="PNG to write; an existing file is never replaced.  [default: generated_seedSEED.png, nice_seedSEED.png or "
                    "interpolate_seedSEED.png in the run's samples folder, numbered if taken]")
 @click.pass_context
-def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, count, seed,
-             output):
+def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, count,
+             classes, seed, output):
     """Draw images from a trained generator into one tiled PNG, or with --count into single images."""
     import_tensorflow_quietly()
     from dcgan import UserError, generate as generate_images, interpolate as interpolate_images, save_grid
     from dcgan.files import writable_folder
-    from dcgan.generation import save_images, save_walks
+    from dcgan.generation import all_classes, class_indices, save_images, save_walks
 
     given = {name.replace("_", "-") for name in ("batch_size", "nice_factor", "walks", "points", "spherical", "gif")
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
@@ -323,15 +339,22 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
             if path.exists():
                 raise UserError(f"{path} exists already; choose another --output, or remove it first")
         writable_folder(output.parent, "--output")
+        chosen = class_indices(folder, classes) if classes else None
+        if interpolate and "all" in [name.strip().lower() for name in classes]:
+            chosen = None  # each walk keeps a class of its own, in turn
+        if interpolate and chosen and len(chosen) > 2:
+            raise UserError(f"--interpolate takes one class to keep or two to move between, not {len(chosen)}")
         if count is not None:
-            save_images(folder, count, seed, output)
+            save_images(folder, count, seed, output, chosen)
         elif interpolate:
-            images = interpolate_images(folder, walks, points, seed, spherical)
+            images = interpolate_images(folder, walks, points, seed, spherical, chosen)
             save_walks(images, output, gif)
             count = images.shape[0] * images.shape[1]
         else:
-            images, _ = generate_images(folder, batch_size, seed, nice_factor if nice else None)
-            save_grid(images, output)
+            rows = len(chosen or all_classes(folder))  # one row per class, for a conditional run of several
+            per_class = max(1, batch_size // rows) if rows > 1 else batch_size
+            images, _ = generate_images(folder, per_class, seed, nice_factor if nice else None, chosen)
+            save_grid(images, output, per_class if rows > 1 else None)
             count = len(images)
     click.echo(f"Wrote {count} images to {output}{' and ' + str(output.with_suffix('.gif')) if gif else ''} (seed {seed})")
 
@@ -367,7 +390,7 @@ def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
 @main.command()
 @WEIGHTS_DIR
 @SNAPSHOT
-@click.option("--format", "export_format", type=click.Choice(list(EXPORT_FORMATS)), required=True,
+@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), required=True,
               help="savedmodel: a TensorFlow SavedModel folder, for TensorFlow Serving; tflite: a TensorFlow Lite file, "
                    "for phones; onnx: an ONNX file, for ONNX Runtime and other frameworks.")
 @click.option("--output", type=click.Path(), required=True,

@@ -68,7 +68,12 @@ CANDIDATES.update({f"{name}-{architecture}": [*options, "--architecture", archit
 CANDIDATES["fast-dcgan"] = ["--architecture", "dcgan"]
 # The defaults with another loss on the classic models.
 CANDIDATES.update({f"fast-{loss}": ["--loss", loss] for loss in ("hinge", "lsgan")})
-COLUMNS = "| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall |"
+CANDIDATES.update({f"fast-{loss}-seed-1": ["--loss", loss, "--seed", "1"] for loss in ("hinge", "lsgan")})
+# The defaults trained on the labels, each way of giving the discriminator the class (docs/conditional.md).
+CANDIDATES.update({f"conditional-{conditioning}": ["--conditional", "--conditioning", conditioning]
+                   for conditioning in ("projection", "concat")})
+COLUMNS = ("| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall "
+           "| class accuracy | intra-class distance (floor) |")
 
 
 def dcgan(*args):
@@ -80,10 +85,15 @@ def dcgan(*args):
 
 
 def table_row(name, report):
-    generated, floor = report["generated"], report["real"]["frechet_distance"]
-    return (f"| {name} | {report['minutes']:.1f} | {report['step']} | {generated['frechet_distance']:.1f} ({floor:.2f}) "
-            f"| {generated['frechet_distance'] / floor:.1f} | {generated['classes_covered']} "
-            f"| {generated['precision']:.3f} | {generated['recall']:.3f} |")
+    generated, real = report["generated"], report["real"]
+    floor = real["frechet_distance"]
+    row = (f"| {name} | {report['minutes']:.1f} | {report['step']} | {generated['frechet_distance']:.1f} ({floor:.2f}) "
+           f"| {generated['frechet_distance'] / floor:.1f} | {generated['classes_covered']} "
+           f"| {generated['precision']:.3f} | {generated['recall']:.3f} |")
+    if "class_accuracy" not in generated:  # an unconditional run
+        return row + " | |"
+    return (row + f" {generated['class_accuracy']:.1%} | {generated['intra_class_frechet_distance']:.1f} "
+            f"({real['intra_class_frechet_distance']:.1f}) |")
 
 
 def compare(name, options, dataset, minutes, folder, count, extend):
@@ -124,7 +134,7 @@ def main():
     if unknown:
         parser.error(f"unknown setting {', '.join(sorted(unknown))}; choose from {', '.join(CANDIDATES)}")
     minutes = sorted(float(m) for m in args.minutes.split(","))
-    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.names:
         compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count, args.extend)
 

@@ -5,8 +5,8 @@ import os
 import typing
 
 from dcgan.errors import UserError
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
-                           OPTIMIZERS, PRESETS, augmentations)
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
+                           OPTIMIZERS, PRESETS, augmentations, shown)
 from dcgan.sizes import check_image_size
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
@@ -26,6 +26,8 @@ class TrainConfig:
     image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
     channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
+    conditioning: str | None = None  # train on the data's labels, to draw a chosen class: how the discriminator
+    # reads the label, "projection" or "concat" (dcgan.conditioning); None: unconditional, labels unused
     preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings below came from
     architecture: str = _DEFAULTS["architecture"]  # the models: "classic" (keras-dcgan), "dcgan" (the paper's) or "mlp"
     loss: str = _DEFAULTS["loss"]  # the game: "bce", "wgan", "wgan-gp", "hinge" or "lsgan"; see dcgan.losses
@@ -110,9 +112,10 @@ class TrainConfig:
     def check(self):
         """Raise a UserError naming the first setting that cannot work, and what to give instead."""
         for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
-                              ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS)):
+                              ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS),
+                              ("conditioning", (None, *CONDITIONINGS))):
             if getattr(self, name) not in choices:
-                raise UserError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+                raise UserError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of {', '.join(map(shown, choices))}")
         augmentations(self.augment)
         for name in ("lr", "beta1", "beta2", "generator_lr", "ema", "augment_target", "feature_matching", "clip",
                      "gp_weight", "minutes"):

@@ -24,6 +24,9 @@ MNIST_SAMPLE = Path(__file__).parent / "assets" / "mnist_sample.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_UBYTE = 0x08
 MAX_CLASSES = 1000
+DIGITS = tuple(str(digit) for digit in range(10))
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
 
 
 def keras_datasets_dir():
@@ -61,6 +64,74 @@ def load_dataset(dataset, image_size=None, channels=None, center_crop=False, mem
             "and --center-crop apply to folders of PNG or JPEG images; leave them out here"
         )
     return images
+
+
+def load_training_data(config):
+    """A TrainConfig's images, and with `config.conditioning` their labels and class names (else None and None)."""
+    source = (config.dataset, config.image_size, config.channels, config.center_crop)
+    if config.conditioning:
+        return load_conditional(*source)
+    return load_dataset(*source), None, None
+
+
+def load_conditional(dataset, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES):
+    """Images of `dataset` with their classes, for conditional training: (images, labels, class names).
+
+    The labels: a .npz's y_train (beside x_train) or y (beside x); an IDX folder's training labels
+    file; a folder of images, the first-level subfolder each image lies in, the classes being the
+    subfolder names, sorted (as keras.utils.image_dataset_from_directory reads them). The classes
+    are numbered 0 to K - 1, every one with images, K at least 2.
+    """
+    path = None if dataset in DATASET_NAMES else _existing_path(dataset)
+    if path and path.is_dir() and not _idx_files(path):
+        return load_image_folder(path, image_size, channels, center_crop, memory_limit, labelled=True)
+    names = None
+    if dataset in ("mnist", "mnist-sample"):
+        path, names = (_mnist_file() if dataset == "mnist" else MNIST_SAMPLE), DIGITS  # once: mnist says if it falls back
+    elif dataset == "fashion-mnist":
+        path, names = _fashion_mnist_folder(), FASHION_MNIST_CLASSES
+    images = load_dataset(str(path), image_size, channels, center_crop, memory_limit)
+    if path.is_dir():
+        labels = _idx_training_labels(path, len(images))
+    elif path.suffix == ".npz":
+        labels = _npz_labels(path, len(images))
+    else:
+        raise UserError(f"{path} holds images without labels, which --conditional needs: pass a .npz with y_train "
+                        "(or y) beside the images, a folder of IDX images and labels files, or a folder of class subfolders")
+    check_classes(labels, path)
+    classes = int(labels.max()) + 1
+    return images, labels, list(names or map(str, range(classes)))[:classes]
+
+
+def check_classes(labels, source):
+    """Refuse labels that leave a class between 0 and the highest without images, or that are all one class."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise UserError(f"every image in {source} is labelled {present[0]}: conditional training needs two classes or more; "
+                        "train without --conditional")
+    missing = sorted(set(range(int(present[-1]) + 1)) - set(present.tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise UserError(f"{source} labels classes up to {present[-1]} but none of its images is in class {shown}; "
+                        f"number the classes 0 to {len(present) - 1} without gaps")
+
+
+def _npz_labels(path, count):
+    found, names = _read_npz(path, ("x_train", "y_train", "y"))
+    key = "y_train" if "x_train" in found else "y"
+    if key not in found:
+        raise UserError(f"{path} holds no labels for its images (found: {', '.join(names)}), which --conditional needs; "
+                        f"save them as {key}, one integer class per image")
+    return _labels(found[key], count, f"{path} ({key})")
+
+
+def _idx_training_labels(folder, count):
+    files = sorted(p for p in folder.iterdir() if "idx1-ubyte" in p.name)
+    files = [p for p in files if "train" in p.name] or files
+    if not files:
+        raise UserError(f"{folder} holds no IDX labels file (a name containing 'idx1-ubyte'), which --conditional needs; "
+                        "put the training labels file beside the images")
+    return _labels(np.concatenate([read_idx(p) for p in files]), count, files[0] if len(files) == 1 else folder)
 
 
 def _mnist_file():
@@ -171,9 +242,16 @@ def _labelled_idx_folder(folder):
 
 def _labels(labels, count, source):
     labels = np.asarray(labels)
-    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+    if labels.ndim == 2 and labels.shape[1:] == (1,):  # a column, as some tools save labels
+        labels = labels[:, 0]
+    if labels.shape != (count,) or labels.dtype.kind not in "biuf":
         raise UserError(f"{source} holds labels of shape {labels.shape} and type {labels.dtype}; "
                         f"it needs {count} integer labels, one per image")
+    if labels.dtype.kind == "f":
+        fractional = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+        if len(fractional):
+            raise UserError(f"{source} holds the label {fractional[0]:g}, which is not a class number; "
+                            "label each image with a whole number from 0")
     if count and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
         raise UserError(f"{source} holds labels from {labels.min()} to {labels.max()}; "
                         f"number the classes from 0, below {MAX_CLASSES}")

@@ -8,6 +8,10 @@ generator would reach, to read the generated scores against.
 - Classes: how many the classifier finds among the images, how evenly, and how confidently.
 - Precision and recall (Kynkäänniemi et al., 2019): the share of generated images that fall within
   the real images' k-nearest-neighbour balls, and the share of real images within the generated ones'.
+- For a conditional run, drawn evenly over its classes: class accuracy, the share of the images
+  drawn for each class that the classifier assigns to that class, and the intra-class Fréchet
+  distance, each class's images against the held-out images of that class (as PyTorch-StudioGAN's
+  intra-FID), per class and on average.
 """
 import hashlib
 import json
@@ -22,7 +26,7 @@ import numpy as np
 from dcgan.datasets import load_labelled
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
-from dcgan.generation import generate
+from dcgan.generation import draw_batches, generate
 from dcgan.weights import read_run_info
 
 CLASSIFIER_VERSION = 1  # part of the cache key: raise it when the classifier or its training changes
@@ -178,6 +182,27 @@ def score_features(features, probabilities, reference_features, classes):
     }
 
 
+def class_scores(features, probabilities, labels, reference, reference_labels, classes):
+    """Class accuracy and intra-class Fréchet distance of images drawn for `labels`, per class and on average.
+
+    A class with fewer than two images on either side has no distance (None).
+    """
+    predicted = probabilities.argmax(1)
+    accuracies, distances = [], []
+    for label in range(classes):
+        mine, theirs = labels == label, reference_labels == label
+        accuracies.append(float(np.mean(predicted[mine] == label)) if mine.any() else None)
+        enough = mine.sum() >= 2 and theirs.sum() >= 2
+        distances.append(frechet_distance(features[mine], reference[theirs]) if enough else None)
+    measured = [distance for distance in distances if distance is not None]
+    return {
+        "class_accuracy": float(np.mean([a for a in accuracies if a is not None])),
+        "class_accuracies": [None if a is None else round(a, 4) for a in accuracies],
+        "intra_class_frechet_distance": float(np.mean(measured)) if measured else None,
+        "intra_class_frechet_distances": [None if d is None else round(d, 4) for d in distances],
+    }
+
+
 class Scorer:
     """Scores sets of images of one labelled dataset against its held-out images."""
 
@@ -194,17 +219,23 @@ class Scorer:
         self.classes = self.classifier.model.output_shape[-1]
         self.reference, _ = self.classifier(self.data.test_images)
 
-    def score(self, images):
+    def score(self, images, labels=None):
+        """The scores of `images`; with `labels`, the classes they were drawn for, the class scores too."""
         if images.shape[1:] != self.data.test_images.shape[1:]:
             raise UserError(f"the images are of shape {images.shape[1:]}, the dataset's of shape "
                             f"{self.data.test_images.shape[1:]}; score against the dataset the generator was trained on")
-        return score_features(*self.classifier(images), self.reference, self.classes)
+        features, probabilities = self.classifier(images)
+        scores = score_features(features, probabilities, self.reference, self.classes)
+        if labels is not None:
+            scores.update(class_scores(features, probabilities, labels, self.reference, self.data.test_labels, self.classes))
+        return scores
 
-    def floor(self, count, seed=0):
-        """The scores of up to `count` real training images: what a generator that matched the data would get."""
+    def floor(self, count, seed=0, labelled=False):
+        """The scores of up to `count` real training images: what a generator that matched the data would get
+        (with `labelled`, the class scores of their own labels too)."""
         # In random order: precision and recall use the first images, and files are often sorted by class.
         pick = np.random.default_rng(seed).permutation(len(self.data.train_images))[:count]
-        return self.score(self.data.train_images[pick])
+        return self.score(self.data.train_images[pick], self.data.train_labels[pick] if labelled else None)
 
 
 def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_dir=None, log=print):
@@ -219,15 +250,28 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     if count < MEANINGFUL_COUNT:
         log(f"Warning: with {count} images the scores vary from seed to seed and the Fréchet distance is biased "
             f"upward; use --count {MEANINGFUL_COUNT} or more to compare runs, and the same count for each")
-    images, _ = generate(weights_dir, count, seed)
+    class_names = run_info.get("class_names")
+    labels = None
+    if class_names:
+        if len(class_names) != scorer.classes:
+            raise UserError(f"the run has {len(class_names)} classes and {dataset} {scorer.classes}; score a conditional "
+                            "run against the labelled dataset it was trained on")
+        if count < 2 * len(class_names):
+            raise UserError(f"--count {count} draws fewer than 2 images of each of the run's {len(class_names)} classes; "
+                            f"use --count {max(MEANINGFUL_COUNT, 2 * len(class_names))} or more")
+        drawn = list(draw_batches(weights_dir, count, seed))  # the classes in turn: evenly
+        images, labels = (np.concatenate(parts) for parts in zip(*drawn))
+    else:
+        images, _ = generate(weights_dir, count, seed)
     return {
         "weights_dir": str(weights_dir),
         "step": run_info.get("step"),
         "dataset": dataset,
         "seed": seed,
+        **({"class_names": class_names} if class_names else {}),
         "classifier": {**scorer.classifier.info},
-        "generated": scorer.score(images),
-        "real": scorer.floor(count),
+        "generated": scorer.score(images, labels),
+        "real": scorer.floor(count, labelled=labels is not None),
     }
 
 
@@ -239,6 +283,8 @@ ROWS = [
     ("mean confidence", "mean_confidence", "{:.3f}", "the classifier's top probability"),
     ("precision (k=3)", "precision", "{:.3f}", "generated images that fall among real ones"),
     ("recall (k=3)", "recall", "{:.3f}", "real images that the generated ones reach"),
+    ("class accuracy", "class_accuracy", "{:.1%}", "images the classifier puts in the class they were drawn for"),
+    ("intra-class distance", "intra_class_frechet_distance", "{:.2f}", "Fréchet distance within each class, averaged"),
 ]
 
 
@@ -257,6 +303,19 @@ def format_report(report):
         f"{'':22}{'generated':>12}{'real':>12}",
     ]
     for label, key, form, note in ROWS:
-        lines.append(f"{label:22}{form.format(report['generated'][key]):>12}{form.format(report['real'][key]):>12}"
+        if key not in report["generated"]:  # the class rows, for a conditional run only
+            continue
+        lines.append(f"{label:22}{_shown(form, report['generated'][key]):>12}{_shown(form, report['real'][key]):>12}"
                      f"   {note.format(**notes)}")
+    if "class_accuracies" in report["generated"]:
+        generated, real = report["generated"], report["real"]
+        lines += ["", f"{'class':22}{'accuracy':>12}{'distance':>12}{'real dist.':>12}"]
+        for index, name in enumerate(report.get("class_names") or map(str, range(classes))):
+            lines.append(f"{name[:21]:22}{_shown('{:.1%}', generated['class_accuracies'][index]):>12}"
+                         f"{_shown('{:.2f}', generated['intra_class_frechet_distances'][index]):>12}"
+                         f"{_shown('{:.2f}', real['intra_class_frechet_distances'][index]):>12}")
     return "\n".join(lines)
+
+
+def _shown(form, value):
+    return "-" if value is None else form.format(value)

@@ -16,31 +16,34 @@ import numpy as np
 
 from dcgan.errors import UserError, first_line
 from dcgan.files import writable_folder
+from dcgan.conditioning import BODY
+from dcgan.generation import all_classes, latent_noise
 from dcgan.weights import load_generator
 
 TOLERANCE = 1e-4  # the largest pixel difference (images in [-1, 1]) an export may have from the Keras generator
 CHECK_SEED, CHECK_COUNT = 0, 64  # the noise an export is checked on: a batch of 64, so a batch size other than 1 works
-INPUT_NAME, OUTPUT_NAME = "noise", "images"  # the exported model's input and output, in every format
+# The exported model's inputs and output, in every format: a conditional run's takes labels too.
+INPUT_NAME, LABELS_NAME, OUTPUT_NAME = "noise", "labels", "images"
 
 
-def _draw_savedmodel(path, noise):
+def _draw_savedmodel(path, inputs):
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-    return serve(**{INPUT_NAME: tf.constant(noise)})[OUTPUT_NAME].numpy()
+    return serve(**{name: tf.constant(values) for name, values in inputs.items()})[OUTPUT_NAME].numpy()
 
 
-def _draw_tflite(path, noise):
+def _draw_tflite(path, inputs):
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_path=str(path)).get_signature_runner()(**{INPUT_NAME: noise})[OUTPUT_NAME]
+    return Interpreter(model_path=str(path)).get_signature_runner()(**inputs)[OUTPUT_NAME]
 
 
-def _draw_onnx(path, noise):
+def _draw_onnx(path, inputs):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: noise})[0]
+    return session.run([OUTPUT_NAME], inputs)[0]
 
 
 def _builtin_ops_only():
@@ -56,7 +59,7 @@ class Format:
     keras_name: str  # Model.export's name for the format
     suffix: str  # of the file written; empty for a folder
     modules: tuple  # what writing and checking it need beyond TensorFlow, all in the `export` extra
-    draw: object  # (path, noise) -> images, in the runtime that serves the format
+    draw: object  # (path, {input name: values}) -> images, in the runtime that serves the format
     options: object = dict  # () -> Model.export's options for the format
 
 
@@ -77,7 +80,8 @@ class Exported:
 def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOLERANCE):
     """Write the generator in `weights_dir` to `output` as `format` (a key of FORMATS), checked; returns an Exported.
 
-    The exported model takes `noise` (N, latent_dim) as float32 and returns `images` (N, H, W, C) in [-1, 1].
+    The exported model takes `noise` (N, latent_dim) as float32 (and a conditional run's `labels` (N,) as
+    int32) and returns `images` (N, H, W, C) in [-1, 1].
     """
     kind = FORMATS.get(format)
     if kind is None:
@@ -88,13 +92,16 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     if missing:
         raise UserError(f"exporting to {format} needs {' and '.join(missing)}, which pip install 'dcgan[export]' installs")
     generator = load_generator(weights_dir)
-    noise = np.random.default_rng(CHECK_SEED).uniform(-1, 1, (CHECK_COUNT, generator.input_shape[-1])).astype(np.float32)
-    expected = generator.predict(noise, verbose=0)
+    inputs = {INPUT_NAME: latent_noise(np.random.default_rng(CHECK_SEED), CHECK_COUNT, generator)}
+    classes = all_classes(weights_dir)
+    if classes:
+        inputs[LABELS_NAME] = (np.arange(CHECK_COUNT) % len(classes)).astype(np.int32)
+    expected = generator.predict(list(inputs.values()) if classes else inputs[INPUT_NAME], verbose=0)
     partial = output.with_name(f".{output.stem}.partial-{uuid.uuid4().hex[:8]}{output.suffix}")  # Keras checks the suffix
     try:
         try:
             _write(generator, kind, partial)
-            drawn = kind.draw(partial, noise)
+            drawn = kind.draw(partial, inputs)
         except Exception as error:  # a converter's or a runtime's own failure, whatever its type: one line, not its traceback
             raise UserError(f"exporting to {format} failed ({type(error).__name__}: {first_line(error)}); nothing was written") from None
         difference = float(np.max(np.abs(drawn - expected))) if np.shape(drawn) == expected.shape else np.inf
@@ -129,19 +136,25 @@ def _check_output(output, format, kind, overwrite):
 
 
 def _write(generator, kind, path):
-    """The generator in `kind`'s format, with its input and output named, as a server or an app refers to them."""
+    """The generator in `kind`'s format, with its inputs and output named, as a server or an app refers to them."""
     import keras
 
-    noise = keras.Input(generator.input_shape[1:], name=INPUT_NAME)
-    images = noise
-    for layer in generator.layers:
+    conditional = isinstance(generator.input_shape, list)
+    noise = keras.Input((generator.input_shape[0] if conditional else generator.input_shape)[1:], name=INPUT_NAME)
+    inputs, images, body = noise, noise, generator
+    if conditional:  # the one-hot label after the noise, as the conditional generator's own layers do
+        labels = keras.Input((), dtype="int32", name=LABELS_NAME)
+        encode = next(layer for layer in generator.layers if isinstance(layer, keras.layers.CategoryEncoding))
+        inputs, images, body = [noise, labels], keras.layers.Concatenate()([noise, encode(labels)]), generator.get_layer(BODY)
+    for layer in body.layers:
         images = layer(images)
         if isinstance(layer, keras.layers.UpSampling2D):
             # UpSampling2D repeats rows with tf.repeat, which loses the image's static height in TensorFlow's graph, and
             # TFLite's converter has no kernel for a Conv2D of unknown height; restating the shape (a no-op) keeps it.
             images = keras.layers.Reshape(images.shape[1:])(images)
-    named = keras.Model(noise, {OUTPUT_NAME: images})
-    named(np.zeros((1, *generator.input_shape[1:]), np.float32))  # Keras exports only a model that has been called
+    named = keras.Model(inputs, {OUTPUT_NAME: images})
+    example = np.zeros((1, *noise.shape[1:]), np.float32)
+    named([example, np.zeros(1, np.int32)] if conditional else example)  # Keras exports only a model that has been called
     with warnings.catch_warnings():  # the converters' deprecation warnings are theirs, not the user's to act on
         warnings.simplefilter("ignore")
         named.export(str(path), format=kind.keras_name, verbose=False, **kind.options())

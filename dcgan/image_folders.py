@@ -28,17 +28,20 @@ def image_files(folder):
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_image_folder(folder, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES):
+def load_image_folder(folder, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES,
+                      labelled=False):
     """The images under `folder` as float32 (N, size, size, channels) in [-1, 1]: an array, or an ImageFolder if too big.
 
     Unreadable files are skipped, with a count on stderr. `channels` defaults to 1 when every image
     is grayscale, else 3. Images must be square unless `center_crop`, and at least `image_size`.
+    `labelled`: (images, labels, class names), each image's class the first-level subfolder it lies in.
     """
     folder = Path(folder)
     files = image_files(folder)
     if not files:
         raise UserError(f"no PNG or JPEG images nor IDX files in folder {folder} (subfolders included); "
                         "put your images there, or pass a .npz, an IDX file or a dataset name")
+    class_names = _class_folders(folder, files) if labelled else None
     sizes, modes, readable, skipped = [], set(), [], []
     for path in files:
         try:
@@ -59,17 +62,45 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
         print(f"{folder}: {len(images)} images of {image_size}x{image_size}x{channels} take "
               f"{images.nbytes / 2**30:.1f} GiB, more than the {memory_limit / 2**30:.1f} GiB held in memory; "
               "reading them from disk a batch at a time", file=sys.stderr)
+        kept = images.files
+    else:
+        images, kept = _decode_all(images, folder, len(files))
+    if not labelled:
         return images
-    return _decode_all(images, folder, len(files))
+    labels = np.array([class_names.index(path.relative_to(folder).parts[0]) for path in kept])
+    empty = sorted(set(range(len(class_names))) - set(labels.tolist()))
+    if empty:
+        raise UserError(f"none of the images in class folder {folder / class_names[empty[0]]} could be read; "
+                        "put readable PNG or JPEG images there, or remove the folder")
+    return images, labels, class_names
+
+
+def _class_folders(folder, files):
+    """The class names of a labelled folder: its subfolders, sorted; refused if an image lies outside them,
+    a subfolder holds none, or there are fewer than two."""
+    loose = [path for path in files if len(path.relative_to(folder).parts) == 1]
+    if loose:
+        raise UserError(f"{len(loose)} images lie in {folder} itself (e.g. {loose[0].name}), outside any class folder; "
+                        "--conditional reads each image's class from the subfolder it is in: move them into one")
+    names = sorted(path.name for path in folder.iterdir() if path.is_dir())
+    holding = {path.relative_to(folder).parts[0] for path in files}
+    empty = [name for name in names if name not in holding]
+    if empty:
+        raise UserError(f"class folder {folder / empty[0]} holds no PNG or JPEG images; put some there, or remove it")
+    if len(names) < 2:
+        raise UserError(f"{folder} holds one class folder only ({names[0]}); conditional training needs two classes "
+                        "or more: add another, or train without --conditional")
+    return names
 
 
 def _decode_all(images, folder, file_count):
-    """Every image of the ImageFolder `images` as one array, skipping those that fail to decode (a truncated file)."""
+    """Every image of the ImageFolder `images` as one array, skipping those that fail to decode (a truncated file),
+    and the files it holds."""
     decoded, failed = [], []
     for path, pixels in zip(images.files, images._threads.map(images.try_read, range(len(images)))):
         (failed if isinstance(pixels, Exception) else decoded).append((path, pixels))
     _skip_or_refuse(failed, len(decoded), file_count, folder, "decoded")
-    return np.stack([pixels for _, pixels in decoded]).astype(np.float32) / 127.5 - 1
+    return np.stack([pixels for _, pixels in decoded]).astype(np.float32) / 127.5 - 1, [path for path, _ in decoded]
 
 
 def _skip_or_refuse(failed, usable, file_count, folder, verb):

@@ -191,17 +191,6 @@ def discriminator_head(discriminator, features):
     return features
 
 
-def build_d_on_g(generator, discriminator):
-    """The generator followed by the discriminator, frozen: training it trains the generator only.
-
-    Freezing sets `discriminator.trainable = False` for good, so the discriminator's
-    own update must name its variables explicitly (see Trainer); they are captured
-    by `discriminator_variables` before this is called.
-    """
-    discriminator.trainable = False
-    return keras.Sequential([generator, discriminator], name="d_on_g")
-
-
 # Nearest 2x upsampling then a 5x5 "same" convolution equals a 3x3 convolution of the small
 # image into 4x the channels, one per position in each 2x2 block, then depth_to_space(2):
 # output pixel (2i+a, 2j+b) reads input rows i + (a+u)//2 for kernel rows u in -2..2.

@@ -42,6 +42,10 @@ FAKE_BATCH_NORMS = ("batch", "moving")
 # dcgan.models hold what each is, and a test keeps the two lists the same.
 LOSS_NAMES = ("bce", "wgan", "wgan-gp", "hinge", "lsgan")
 ARCHITECTURE_NAMES = ("classic", "dcgan", "mlp")
+# dcgan export's formats (dcgan.export.FORMATS says what each is).
+EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
+# How a conditional run gives the discriminator the label (dcgan.conditioning); --conditional alone takes the first.
+CONDITIONINGS = ("projection", "concat")
 # The one setting a loss owns, and its value when not given; no other loss takes it.
 LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 
@@ -49,7 +53,8 @@ LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 # without a preset predates presets and trained the classic way.
 BEFORE_IT_EXISTED = {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
                      "feature_matching": 0.0, "halve_generator_lr_at": None, "architecture": "classic", "loss": "bce",
-                     "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1, "beta1": 0.5, "beta2": 0.999}
+                     "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1, "beta1": 0.5, "beta2": 0.999,
+                     "conditioning": None}
 
 
 def augmentations(setting):

@@ -5,10 +5,10 @@ import keras
 import tensorflow as tf
 
 from dcgan.augment import DRAWS_PER_AUGMENTATION, augment, augment_chosen
+from dcgan.conditioning import conditioning_of
 from dcgan.datasets import IMAGE_SHAPE
 from dcgan.losses import LOSSES, gradient_penalty
-from dcgan.models import (LATENT_DIM, build_d_on_g, build_discriminator, build_generator, discriminator_features,
-                          discriminator_head, run_generator)
+from dcgan.models import LATENT_DIM
 from dcgan.presets import augmentations
 
 # Real images over which adaptive augmentation can take its probability from 0 to 1 (StyleGAN2-ADA:
@@ -34,12 +34,17 @@ class Trainer:
     - with `ema` > 0, `average_generator` keeps a moving average of the generator's weights; it
       draws the samples and is what gets saved as the generator;
     - `devices` splits each batch across them with MirroredStrategy; `mixed_precision` computes in
-      float16 with float32 weights, scores and loss, and scales the losses; `xla` compiles the updates.
+      float16 with float32 weights, scores and loss, and scales the losses; `xla` compiles the updates;
+    - with `conditioning`, both models take the images' labels (`classes` of them; dcgan.conditioning),
+      and the images generated in a step take the labels of the step's real images.
     """
 
-    def __init__(self, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM):
+    def __init__(self, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0):
         config.check()
+        if bool(config.conditioning) != bool(classes):
+            raise ValueError(f"conditioning {config.conditioning} with {classes} classes: a conditional run needs its classes")
         self.config = config
+        self.conditioning = conditioning_of(config.conditioning)
         self.loss = LOSSES[config.loss]
         # The critic's weight bound (wgan) and the gradient penalty's weight (wgan-gp), for the losses that have them.
         needs = self.loss.settings(config)
@@ -55,21 +60,19 @@ class Trainer:
         with self.strategy.scope(), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
             synchronized = self.strategy.num_replicas_in_sync > 1
-            models = {"latent_dim": latent_dim, "image_shape": image_shape, "synchronized": synchronized,
+            models = {"classes": classes, "image_shape": image_shape, "synchronized": synchronized,
                       "activation": config.activation, "architecture": config.architecture}
-            self.generator = build_generator(**models)
-            self.discriminator = build_discriminator(image_shape, config.activation, config.architecture, config.loss,
-                                                     synchronized)
-            # Captured before build_d_on_g freezes the discriminator, which empties its trainable_variables.
+            self.generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
+            self.discriminator = self.conditioning.build_discriminator(loss=config.loss, **models)
             self.discriminator_variables = list(self.discriminator.trainable_variables)
-            self.generator_variables = list(build_d_on_g(self.generator, self.discriminator).trainable_variables)
+            self.generator_variables = list(self.generator.trainable_variables)
             self.d_optimizer = make_optimizer(config, config.lr)
             self.g_optimizer = make_optimizer(config, self.generator_lr)
             self.d_optimizer.build(self.discriminator_variables)
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
             if config.ema:
-                self.average_generator = build_generator(**models)
+                self.average_generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
                 self.average_generator.set_weights(self.generator.get_weights())
             always = self.augmentations and self.augment_target is None
             self.augment_probability = tf.Variable(1.0 if always else 0.0, trainable=False, name="augment_probability")
@@ -134,21 +137,27 @@ class Trainer:
             return augment(images, self.augmentations, draws)
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
-    def _discriminator_step(self, real, noise, real_draws, fake_draws, mix=None):
+    def _discriminator_step(self, real, noise, real_draws, fake_draws, labels=None, mix=None):
         """One update of the discriminator. Returns its step values and its features of the real images
-        as it saw them (augmented), for the generator's feature matching: one pass serves both."""
+        as it saw them (augmented), for the generator's feature matching: one pass serves both.
+        `labels`: the real images' labels in a conditional run, which the generated images take too."""
         # The classic draws generated images in inference mode (its `predict`): batch norm then uses
         # running averages that lag behind the batch statistics the generator's own step trains with.
         # The discriminator learns from one batch of real then generated images, as the classic's.
-        fake = tf.cast(run_generator(self.generator, noise, training=self.config.fake_batch_norm == "batch"), real.dtype)
+        training = self.config.fake_batch_norm == "batch"
+        fake = tf.cast(self.conditioning.generate(self.generator, noise, labels, training), real.dtype)
         batch_size = tf.shape(real)[0]
         images = self._augment(tf.concat([real, fake], axis=0), tf.concat([real_draws, fake_draws], axis=0))
+        both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
         with tf.GradientTape() as tape:
-            features = discriminator_features(self.discriminator, images)
-            scores = discriminator_head(self.discriminator, features)
+            features = self.conditioning.features(self.discriminator, images, both_labels)
+            scores = self.conditioning.head(self.discriminator, features, both_labels)
             loss = self.loss.discriminator(scores, batch_size)
             if mix is not None:
-                score = lambda between: self.discriminator(between, training=True)  # noqa: E731
+                def score(between):
+                    inputs = between if labels is None else [between, labels]
+                    return self.discriminator(inputs, training=True)
+
                 loss += self.gp_weight * gradient_penalty(score, images[:batch_size], images[batch_size:], mix)
             scaled = self.d_optimizer.scale_loss(loss / _replicas())
         gradients = tape.gradient(scaled, self.discriminator_variables)
@@ -168,8 +177,9 @@ class Trainer:
         }
         return values, features[:batch_size]
 
-    def _generator_step(self, noise, draws, real_features):
-        """One update of the generator; `real_features`: the discriminator's features of the real images it last saw.
+    def _generator_step(self, noise, draws, real_features, labels=None):
+        """One update of the generator; `real_features`: the discriminator's features of the real images it last saw;
+        `labels`: the classes to draw, in a conditional run.
 
         The discriminator runs in training mode, so a discriminator with batch norm normalizes the
         generated batch by its own statistics (as PyTorch's DCGAN example does) and updates its
@@ -178,9 +188,9 @@ class Trainer:
         with tf.GradientTape() as tape:
             # The generator run the cheap way and the discriminator in two parts, so that feature
             # matching can use its features; it trains the generator's variables only.
-            fake = self._augment(run_generator(self.generator, noise, training=True), draws)
-            features = discriminator_features(self.discriminator, fake)
-            loss = self.loss.generator(discriminator_head(self.discriminator, features))
+            fake = self._augment(self.conditioning.generate(self.generator, noise, labels, training=True), draws)
+            features = self.conditioning.features(self.discriminator, fake, labels)
+            loss = self.loss.generator(self.conditioning.head(self.discriminator, features, labels))
             objective = loss
             if self.config.feature_matching:
                 objective += self.config.feature_matching * feature_distance(tf.stop_gradient(real_features), features)
@@ -189,9 +199,9 @@ class Trainer:
         self.g_optimizer.apply(gradients, self.generator_variables)
         return loss
 
-    def _train_step(self, real, step):
-        """One step on `real`, d_steps batches one after another; `step` picks the noise and augmentation,
-        so the same seed and step give the same update."""
+    def _train_step(self, real, step, labels=None):
+        """One step on `real`, d_steps batches one after another (with their `labels` in a conditional run);
+        `step` picks the noise and augmentation, so the same seed and step give the same update."""
         d_steps, g_steps = self.config.d_steps, self.config.g_steps
         batch_size = tf.shape(real)[0] // d_steps
         if self.config.halve_generator_lr_at is not None:
@@ -208,6 +218,8 @@ class Trainer:
             "g_draws": tf.stack([self.augmentation_draws(batch_size, step, update, parts=(2,))[0]
                                  for update in range(g_steps)]),
         }
+        if labels is not None:
+            inputs["labels"] = tf.reshape(tf.cast(labels, tf.int32), [d_steps, batch_size])
         if self.loss.penalized:
             inputs["mix"] = tf.stack([self.penalty_mix(batch_size, step, update) for update in range(d_steps)])
         values = self._updates(inputs)
@@ -237,13 +249,16 @@ class Trainer:
         share = tf.shape(inputs["real"])[1] // context.num_replicas_in_sync
         start = context.replica_id_in_sync_group * share
         mine = {name: batches[:, start : start + share] for name, batches in inputs.items()}
+        labels = mine.get("labels")
         d_values = []
         for update in range(self.config.d_steps):
             values, real_features = self._discriminator_step(
                 mine["real"][update], mine["d_noise"][update], mine["real_draws"][update], mine["fake_draws"][update],
-                mine["mix"][update] if "mix" in mine else None)
+                None if labels is None else labels[update], mine["mix"][update] if "mix" in mine else None)
             d_values.append(values)
-        g_losses = [self._generator_step(mine["g_noise"][update], mine["g_draws"][update], real_features)
+        # Each generator update draws the classes of one of the step's real batches, in turn.
+        g_losses = [self._generator_step(mine["g_noise"][update], mine["g_draws"][update], real_features,
+                                         None if labels is None else labels[update % self.config.d_steps])
                     for update in range(self.config.g_steps)]
         return {**{name: _mean_of([values[name] for values in d_values]) for name in d_values[0]}, "g_loss": _mean_of(g_losses)}
 

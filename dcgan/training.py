@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from dcgan.datasets import dataset_label, load_dataset
+from dcgan.conditioning import grid_labels
+from dcgan.datasets import dataset_label, load_training_data
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import FolderLock, writable_folder
 from dcgan.image_folders import ImageFolder
@@ -36,11 +37,12 @@ class Batches:
     whole step wait for the next epoch's order.
 
     Images read from disk (an ImageFolder) are read one step ahead, on another thread, while
-    the current step trains.
+    the current step trains. `labels_at(step)` gives the batches' `labels`, when there are any.
     """
 
-    def __init__(self, images, seed, batch_size, per_step=1):
+    def __init__(self, images, seed, batch_size, per_step=1, labels=None):
         self.images = images
+        self.labels = labels
         self.seed = seed
         self.step_size = batch_size * per_step
         self.steps_per_epoch = len(images) // self.step_size
@@ -58,9 +60,15 @@ class Batches:
         return batch
 
     def read(self, step):
+        return self.images[self._chosen(step)]
+
+    def labels_at(self, step):
+        """The labels of the images of `step`; None without labels."""
+        return None if self.labels is None else self.labels[self._chosen(step)]
+
+    def _chosen(self, step):
         epoch, index = divmod(step, self.steps_per_epoch)
-        order = self._order(epoch + 1)
-        return self.images[order[index * self.step_size : (index + 1) * self.step_size]]
+        return self._order(epoch + 1)[index * self.step_size : (index + 1) * self.step_size]
 
     def _order(self, epoch):
         if epoch not in self.orders:
@@ -83,7 +91,7 @@ def train(config, resume=False):
     """
     config.check()  # every setting, before a folder is read or TensorFlow runs
     use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
-    images = load_dataset(config.dataset, config.image_size, config.channels, config.center_crop)
+    images, labels, class_names = load_training_data(config)
     if config.steps_per_epoch(len(images)) == 0:
         raise UserError(
             f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
@@ -116,16 +124,16 @@ def train(config, resume=False):
             print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
                   "saves its first checkpoint, and put back if this run fails before that")
         try:
-            return _train(config, resume, images, weights_dir, samples_dir)
+            return _train(config, resume, images, labels, class_names, weights_dir, samples_dir)
         except BaseException:
             if replacing:
                 settle_previous_run(weights_dir)
             raise
 
 
-def _train(config, resume, images, weights_dir, samples_dir):
-    trainer = Trainer(config, images.shape[1:])
-    batches = Batches(images, config.seed, config.batch_size, config.d_steps)
+def _train(config, resume, images, labels, class_names, weights_dir, samples_dir):
+    trainer = Trainer(config, images.shape[1:], classes=len(class_names or ()))
+    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels)
     steps_per_epoch = batches.steps_per_epoch
     run_info = {
         "config": dataclasses.asdict(config),
@@ -133,6 +141,7 @@ def _train(config, resume, images, weights_dir, samples_dir):
         "latent_dim": trainer.latent_dim,
         "dataset_size": len(images),
         "steps_per_epoch": steps_per_epoch,
+        **({"class_names": class_names} if class_names else {}),
     }
     step = 0
     if resume:
@@ -153,7 +162,12 @@ def _train(config, resume, images, weights_dir, samples_dir):
         f"weights in {weights_dir}, samples in {samples_dir}"
     )
 
-    fixed_noise = sample_noise(config.seed, config.sample_count)
+    # The fixed inputs of every grid: conditional, one row per class with the same noise down each column.
+    columns = None
+    fixed_inputs = sample_noise(config.seed, config.sample_count)
+    if class_names:
+        fixed_labels, columns = grid_labels(len(class_names), config.sample_count)
+        fixed_inputs = [np.tile(sample_noise(config.seed, columns), (len(fixed_labels) // columns, 1)), fixed_labels]
     last_saved = step if resume else None
 
     def save(step, epoch):
@@ -170,8 +184,8 @@ def _train(config, resume, images, weights_dir, samples_dir):
     events = EventLog(config.logdir) if config.logdir else None
 
     def sample(step, epoch):
-        grid = trainer.sampling_generator()(fixed_noise, training=False).numpy()
-        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png")
+        grid = trainer.sampling_generator()(fixed_inputs, training=False).numpy()
+        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png", columns)
         if events:
             events.grid(step, grid)
         return health.after_grid(step, grid)
@@ -183,7 +197,8 @@ def _train(config, resume, images, weights_dir, samples_dir):
         try:
             while True:
                 epoch = step // steps_per_epoch + 1
-                values = {k: float(v) for k, v in trainer.train_step(batches(step), tf.constant(step, tf.int64)).items()}
+                step_values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step))
+                values = {k: float(v) for k, v in step_values.items()}
                 step += 1
                 for name in ("d_loss", "g_loss"):
                     if not math.isfinite(values[name]):
@@ -282,12 +297,16 @@ def use_threads(count=None):
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "architecture", "loss", "clip", "gp_weight",
                    "d_steps", "g_steps", "activation", "optimizer", "lr", "beta1", "beta2", "generator_lr",
                    "halve_generator_lr_at", "ema", "augment", "augment_target", "fake_batch_norm", "feature_matching",
-                   "batch_size", "seed", "sample_count", "mixed_precision")
+                   "batch_size", "seed", "sample_count", "mixed_precision", "conditioning")
 
 
 def check_resumable(config, run_info, saved):
     """Refuse to resume with settings that would make the continued run a different run."""
     settings = saved_config(saved)
+    if bool(config.conditioning) != bool(settings["conditioning"]):
+        raise UserError(f"cannot resume {'with' if config.conditioning else 'without'} --conditional: the saved run trained "
+                        f"{'without' if config.conditioning else 'with'} labels; resume it as it is, or start a new run "
+                        "in another --weights-dir")
     for name in FIXED_ON_RESUME:
         if getattr(config, name) != settings[name]:
             option = "--" + name.replace("_", "-")
@@ -295,8 +314,8 @@ def check_resumable(config, run_info, saved):
                 f"cannot resume with {option} {shown(getattr(config, name))}: the saved run used {shown(settings[name])}; "
                 f"leave {option} out to keep it, or start a new run in another --weights-dir"
             )
-    for name in ("image_shape", "latent_dim", "dataset_size"):
-        if run_info[name] != saved[name]:
+    for name in ("image_shape", "latent_dim", "dataset_size", "class_names"):
+        if run_info.get(name) != saved.get(name):
             raise UserError(
                 f"cannot resume: the saved run had {name} {saved[name]}, now it is {run_info[name]}; "
                 "the data or model changed, so start a new run in another --weights-dir"

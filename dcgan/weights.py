@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.datasets import MAX_CLASSES
 from dcgan.errors import UserError, first_line
 from dcgan.files import fsync_folder, write_atomically
 from dcgan.presets import saved_config
@@ -212,7 +213,7 @@ def read_run_info(folder):
 
 def run_info_problem(run_info):
     """What is wrong with the contents of a run.json, or None."""
-    from dcgan.config import settings_problem
+    from dcgan.config import json_text, settings_problem
 
     def whole(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -229,6 +230,10 @@ def run_info_problem(run_info):
         return f"step is {run_info['step']!r}, not a whole number"
     if not whole(run_info.get("latent_dim"), 1):
         return "latent_dim is missing"
+    names = run_info.get("class_names")
+    if names is not None or run_info["config"].get("conditioning") is not None:
+        if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
+            return f"class_names is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
     probability = run_info.get("augment_probability", 0.0)
     if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
         return f"augment_probability is {probability!r}, not a number from 0 to 1"
@@ -256,29 +261,32 @@ def complete_folder(weights_dir):
 
 
 def load_generator(weights_dir="weights"):
-    """The trained generator from a weights folder, as a ready Keras model: noise (N, latent_dim) -> images in [-1, 1]."""
-    from dcgan.models import build_generator  # Keras loads only when a model is needed: reading a run stays quick
-
-    weights_dir = complete_folder(weights_dir)
-    run_info = read_run_info(weights_dir)
-    settings = saved_config(run_info)
-    generator = build_generator(run_info["latent_dim"], run_info["image_shape"], activation=settings["activation"],
-                                architecture=settings["architecture"])
-    _load_weights(generator, Path(weights_dir) / "generator.weights.h5")
-    return generator
+    """The trained generator from a weights folder, as a ready Keras model: noise (N, latent_dim) -> images in [-1, 1];
+    a conditional run's takes [noise, labels (N,)]."""
+    return _load_model(weights_dir, "generator")
 
 
 def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> score, higher for more real-looking images
-    (a probability for the bce loss, an unbounded critic score for the others)."""
-    from dcgan.models import build_discriminator
+    (a probability for the bce loss, an unbounded critic score for the others); a conditional run's takes [images, labels]."""
+    return _load_model(weights_dir, "discriminator")
+
+
+def _load_model(weights_dir, role):
+    from dcgan.conditioning import conditioning_of  # Keras loads only when a model is needed: reading a run stays quick
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
     settings = saved_config(run_info)
-    discriminator = build_discriminator(run_info["image_shape"], settings["activation"], settings["architecture"], settings["loss"])
-    _load_weights(discriminator, Path(weights_dir) / "discriminator.weights.h5")
-    return discriminator
+    conditioning = conditioning_of(settings["conditioning"])
+    models = {"classes": len(run_info.get("class_names", ())), "image_shape": run_info["image_shape"],
+              "activation": settings["activation"], "architecture": settings["architecture"]}
+    if role == "generator":
+        model = conditioning.build_generator(latent_dim=run_info["latent_dim"], **models)
+    else:
+        model = conditioning.build_discriminator(loss=settings["loss"], **models)
+    _load_weights(model, Path(weights_dir) / f"{role}.weights.h5")
+    return model
 
 
 def _load_weights(model, path):

@@ -131,12 +131,12 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--preset", "--architecture", "--loss", "--clip", "--gp-weight",
+    for command, options in (("train", ["--dataset", "--conditional", "--conditioning", "--preset", "--architecture", "--loss", "--clip", "--gp-weight",
                                         "--d-steps", "--g-steps", "--beta1", "--beta2", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
                                         "--activation", "--ema", "--batch-size", "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
                                         "--epochs", "--steps", "--minutes", "--seed",
                                         "--weights-dir", "--samples-dir", "--sample-every", "--save-every"]),
-                             ("generate", ["--weights-dir", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
+                             ("generate", ["--weights-dir", "--class", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
                                            "--interpolate", "--walks", "--points", "--spherical", "--gif"]),
                              ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
                              ("plot", ["--weights-dir", "--samples-dir"])):

@@ -55,12 +55,19 @@ def test_readme_export_draws_the_generators_images(run_folder, monkeypatch, expo
     assert np.abs(expected).max() > 0.1  # a trained generator, not a blank one
 
 
-def test_the_dcgan_models_export_to_every_format(tmp_path):
-    config = tiny_config(tmp_path, architecture="dcgan", steps=2)
+def test_a_conditional_generator_on_the_dcgan_models_exports_to_every_format_taking_labels(tmp_path):
+    config = tiny_config(tmp_path, architecture="dcgan", conditioning="concat", steps=2)
     dcgan.train(config)
+    generator = dcgan.load_generator(config.weights_dir)
+    noise = np.random.default_rng(1).uniform(-1, 1, (2, 100)).astype(np.float32)
     for name, kind in FORMATS.items():
-        exported = export_generator(config.weights_dir, name, tmp_path / f"generator{kind.suffix or '-' + name}")
+        output = tmp_path / f"generator{kind.suffix or '-' + name}"
+        exported = export_generator(config.weights_dir, name, output)
         assert exported.difference <= 1e-4 and exported.size > 100_000
+        for labels in ([3, 3], [8, 1]):
+            labels = np.array(labels, np.int32)
+            drawn = kind.draw(output, {"noise": noise, "labels": labels})
+            np.testing.assert_allclose(drawn, generator.predict([noise, labels], verbose=0), atol=1e-4)
 
 
 def test_snapshot_export_is_that_snapshots_generator(trained, tmp_path):
@@ -70,7 +77,7 @@ def test_snapshot_export_is_that_snapshots_generator(trained, tmp_path):
                                        "--output", output])
     assert result.exit_code == 0, result.output
     noise = np.random.default_rng(1).uniform(-1, 1, (3, 100)).astype(np.float32)
-    drawn = FORMATS["onnx"].draw(output, noise)
+    drawn = FORMATS["onnx"].draw(output, {"noise": noise})
     np.testing.assert_allclose(drawn, dcgan.load_generator(snapshot_folder(weights_dir, 4)).predict(noise, verbose=0),
                                atol=1e-4)
     assert np.abs(drawn - dcgan.load_generator(weights_dir).predict(noise, verbose=0)).max() > 1e-3

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import dcgan
-from dcgan import Trainer, load_discriminator, load_generator
+from dcgan import Trainer, conditioning, export, load_discriminator, load_generator
 from dcgan.losses import LOSSES
 from dcgan.models import ARCHITECTURES
-from dcgan.presets import ARCHITECTURE_NAMES, LOSS_NAMES
+from dcgan.presets import ARCHITECTURE_NAMES, CONDITIONINGS, EXPORT_FORMATS, LOSS_NAMES
 from dcgan.weights import snapshot_steps
 
 from conftest import tiny_config
@@ -23,8 +23,9 @@ def all_state(trainer):
     return models + optimizers
 
 
-def test_the_command_line_names_every_loss_and_architecture_the_library_has():
+def test_the_command_line_names_every_loss_architecture_conditioning_and_export_format_the_library_has():
     assert set(LOSS_NAMES) == set(LOSSES) and set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+    assert CONDITIONINGS == tuple(conditioning.CONDITIONINGS) and EXPORT_FORMATS == tuple(export.FORMATS)
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
@@ -89,3 +90,13 @@ def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tmp_p
     assert load_generator(config.weights_dir).output_shape == (None, 32, 32, 3)
     walks = dcgan.interpolate(config.weights_dir, walks=2, points=3)
     assert walks.shape == (2, 3, 32, 32, 3)
+
+
+def test_the_dcgan_discriminator_normalizes_by_batch_statistics_while_it_trains():
+    # Its batch norm would run on its moving averages if the discriminator were frozen, as Keras does for a
+    # layer that is not trainable: the averages would then stay at their start, mean 0, variance 1.
+    trainer = Trainer(tiny_config("/tmp/unused", architecture="dcgan", batch_size=4))
+    norms = [layer for layer in trainer.discriminator.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    trainer.train_step(real, np.int64(0))
+    assert len(norms) == 1 and np.abs(norms[0].moving_mean.numpy()).max() > 0

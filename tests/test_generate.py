@@ -88,8 +88,8 @@ def test_count_writes_single_images_a_batch_at_a_time_from_the_grids_noise(train
     from dcgan.images import to_uint8
 
     weights_dir = trained[0].weights_dir
-    batches = list(draw_batches(weights_dir, BATCH * 2 + 3, seed=5))
-    assert [len(images) for images in batches] == [BATCH, BATCH, 3]
+    batches, labels = zip(*draw_batches(weights_dir, BATCH * 2 + 3, seed=5))
+    assert [len(images) for images in batches] == [BATCH, BATCH, 3] and labels == (None, None, None)
     np.testing.assert_array_equal(np.concatenate(batches), generate(weights_dir, count=BATCH * 2 + 3, seed=5)[0])
 
     for output in (tmp_path / "pngs", tmp_path / "images.npz"):

@@ -77,7 +77,7 @@ def make_hostile_files(folder):
     np.savez(folder / "no-images.npz", pictures=np.zeros((4, 28, 28), np.uint8))
     np.savez(folder / "tiny-labelled.npz", x=np.zeros((4, 28, 28), np.uint8), y=np.arange(4))
     np.savez(folder / "huge-labels.npz", x=np.zeros((200, 28, 28), np.uint8), y=np.full(200, 10**9))
-    np.savez(folder / "float-labels.npz", x=np.zeros((200, 28, 28), np.uint8), y=np.zeros(200))
+    np.savez(folder / "float-labels.npz", x=np.zeros((200, 28, 28), np.uint8), y=np.arange(200) / 2)
     with zipfile.ZipFile(folder / "lying-header.npz", "w") as archive:  # claims 3,000,000 images, holds 100 bytes
         archive.writestr("x.npy", npy_header((3_000_000, 28, 28), "|u1") + bytes(100))
     (folder / "not-a-zip.npz").write_bytes(b"PK\x03\x04 this is no zip file")
@@ -222,7 +222,7 @@ CASES = [
     ("evaluate-count-huge", [*EVALUATE, "mnist-sample", "--count", "1000000"], "1000000 is not in the range 10<=x<=50000"),
     ("evaluate-too-few-labels", [*EVALUATE, "{files}/tiny-labelled.npz"], "scoring needs at least 100 and 20"),
     ("evaluate-huge-labels", [*EVALUATE, "{files}/huge-labels.npz"], "holds labels from 1000000000 to 1000000000"),
-    ("evaluate-float-labels", [*EVALUATE, "{files}/float-labels.npz"], "it needs 200 integer labels"),
+    ("evaluate-float-labels", [*EVALUATE, "{files}/float-labels.npz"], "holds the label 0.5, which is not a class number"),
     ("evaluate-unlabelled-folder", [*EVALUATE, "{files}/text"], "holds images without labels"),
     ("plot-no-run", ["plot", "--weights-dir", "{case}/none"], "does not exist"),
     ("plot-samples-dir-under-a-file", ["plot", "--weights-dir", "{run}", "--samples-dir", "{files}/a-file/samples"], "--samples-dir"),

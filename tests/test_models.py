@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from dcgan import UserError
-from dcgan.models import (LATENT_DIM, build_d_on_g, build_discriminator, build_generator, discriminator_features,
+from dcgan.models import (LATENT_DIM, build_discriminator, build_generator, discriminator_features,
                           discriminator_head, run_generator, upsampled_conv)
 from dcgan.trainer import feature_distance
 
@@ -100,16 +100,6 @@ def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
         assert {layer.negative_slope for layer in leaky.layers if type(layer).__name__ == "LeakyReLU"} == {0.2}
         assert leaky.layers[-1].activation.__name__ == classic.layers[-1].activation.__name__
         assert leaky.count_params() == classic.count_params()
-
-
-def test_d_on_g_stacks_the_two_models_and_trains_only_the_generator():
-    generator, discriminator = build_generator(), build_discriminator()
-    d_on_g = build_d_on_g(generator, discriminator)
-    assert d_on_g.layers == [generator, discriminator]
-    assert d_on_g.output_shape == (None, 1)
-    trained = {id(v) for v in d_on_g.trainable_variables}
-    assert trained == {id(v) for v in generator.trainable_variables}
-    assert not trained & {id(v) for v in discriminator.variables}
 
 
 def snapshot(model):

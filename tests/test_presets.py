@@ -11,7 +11,7 @@ import pytest
 import dcgan
 from dcgan import TrainConfig, Trainer, UserError
 from dcgan.datasets import load_dataset
-from dcgan.models import build_d_on_g, build_discriminator, build_generator
+from dcgan.models import build_discriminator, build_generator
 from dcgan.presets import PRESETS
 from dcgan.training import Batches
 
@@ -27,7 +27,8 @@ def classic_keras_loop(initial, images, steps, batch_size):
     generator, discriminator = build_generator(), build_discriminator()
     generator.set_weights(initial.generator.get_weights())
     discriminator.set_weights(initial.discriminator.get_weights())
-    d_on_g = build_d_on_g(generator, discriminator)
+    discriminator.trainable = False  # keras-dcgan's combined model: the generator, then the frozen discriminator
+    d_on_g = keras.Sequential([generator, discriminator])
     d_on_g.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
     discriminator.trainable = True
     discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
