@@ -114,8 +114,8 @@ def main():
               help="Train on the data's class labels, so that generate can draw a chosen class: labelled datasets, a .npz "
                    "with y_train (or y), or a folder of images in one subfolder per class.  [default: unconditional]")
 @click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=None,
-              help="With --conditional: how the discriminator reads the label: projection (Miyato and Koyama 2018) or "
-                   f"concat (a learned label map beside the image, as the conditional GAN).  [default: {CONDITIONINGS[0]}]")
+              help="With --conditional: how the discriminator reads the label: concat (a learned label map beside the "
+                   f"image, as the conditional GAN) or projection (Miyato and Koyama 2018).  [default: {CONDITIONINGS[0]}]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
               help="Settings to start from; options given beside it override them. fast: good digits within minutes "
                    "on a CPU; classic: keras-dcgan exactly; dcgan-paper, wgan, wgan-gp, lsgan: each paper's recipe.")

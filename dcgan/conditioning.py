@@ -108,16 +108,16 @@ UNCONDITIONAL = Conditioning(
     conditional=False,
 )
 CONDITIONINGS = {
-    "projection": Conditioning(
-        _projection_discriminator,
-        features=lambda discriminator, images, labels: discriminator.get_layer(BODY)(images, training=True),
-        head=_projection_head,
-    ),
     "concat": Conditioning(
         _concat_discriminator,
         features=lambda discriminator, images, labels: discriminator_features(
             discriminator.get_layer(BODY), _with_label_map(discriminator, images, labels)),
         head=lambda discriminator, features, labels: discriminator_head(discriminator.get_layer(BODY), features),
+    ),
+    "projection": Conditioning(
+        _projection_discriminator,
+        features=lambda discriminator, images, labels: discriminator.get_layer(BODY)(images, training=True),
+        head=_projection_head,
     ),
 }
 

@@ -44,8 +44,9 @@ LOSS_NAMES = ("bce", "wgan", "wgan-gp", "hinge", "lsgan")
 ARCHITECTURE_NAMES = ("classic", "dcgan", "mlp")
 # dcgan export's formats (dcgan.export.FORMATS says what each is).
 EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
-# How a conditional run gives the discriminator the label (dcgan.conditioning); --conditional alone takes the first.
-CONDITIONINGS = ("projection", "concat")
+# How a conditional run gives the discriminator the label (dcgan.conditioning); --conditional alone takes the first,
+# the better of the two on mnist-sample (docs/conditional.md).
+CONDITIONINGS = ("concat", "projection")
 # The one setting a loss owns, and its value when not given; no other loss takes it.
 LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import subprocess
 import sys
@@ -42,9 +43,14 @@ def run_dcgan(*args, cwd):
 
 @pytest.fixture(scope="session")
 def classifier_cache(tmp_path_factory):
-    """A cache folder that already holds the mnist-sample classifier, trained once for the whole session."""
+    """A cache folder that already holds the mnist-sample classifier, trained once for the whole session: under
+    pytest-xdist, one folder for all its test processes, the first to need it training it while the others wait."""
     from dcgan.evaluation import Scorer
 
-    folder = tmp_path_factory.mktemp("classifier-cache")
-    Scorer("mnist-sample", cache_dir=folder)
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "classifier-cache"
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        Scorer("mnist-sample", cache_dir=folder)
     return folder

@@ -26,6 +26,8 @@ from test_family import all_state
 
 DIGITS = [str(digit) for digit in range(10)]
 CONDITIONAL = {"batch_size": 4, "save_every": 2, "keep": 0, "sample_every": 100, "sample_count": 20}
+# The cheap models, where a test is about the labels' path rather than the models.
+SMALL = {"architecture": "dcgan", **CONDITIONAL}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def noise(count, seed=0):
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
 def test_each_conditioning_trains_reloads_in_plain_keras_with_labels_and_resumes_bit_for_bit(tmp_path, conditioning):
-    straight = dcgan.train(tiny_config(tmp_path / "straight", conditioning=conditioning, steps=3, **CONDITIONAL))
+    straight = dcgan.train(tiny_config(tmp_path / "straight", conditioning=conditioning, steps=3, **SMALL))
     weights = tmp_path / "straight" / "weights"
     run = json.loads((weights / "run.json").read_text())
     assert run["class_names"] == DIGITS and run["config"]["conditioning"] == conditioning
@@ -62,8 +64,8 @@ def test_each_conditioning_trains_reloads_in_plain_keras_with_labels_and_resumes
     grid = Image.open(sorted((tmp_path / "straight" / "samples").glob("fakes_*.png"))[-1])
     assert grid.height > 4 * grid.width
 
-    dcgan.train(tiny_config(tmp_path / "split", conditioning=conditioning, steps=2, **CONDITIONAL))
-    resumed = dcgan.train(tiny_config(tmp_path / "split", conditioning=conditioning, steps=3, **CONDITIONAL), resume=True)
+    dcgan.train(tiny_config(tmp_path / "split", conditioning=conditioning, steps=2, **SMALL))
+    resumed = dcgan.train(tiny_config(tmp_path / "split", conditioning=conditioning, steps=3, **SMALL), resume=True)
     for a, b in zip(all_state(straight), all_state(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -118,7 +120,8 @@ def test_each_kind_of_labelled_data_trains_conditionally(tmp_path, monkeypatch, 
     dataset, labels, names = make(tmp_path, monkeypatch)
     images, loaded_labels, loaded_names = load_conditional(dataset)
     assert loaded_labels.tolist() == labels and loaded_names == names and len(images) == len(labels)
-    config = tiny_config(tmp_path, dataset=dataset, conditioning="concat", steps=1, batch_size=2, sample_count=6)
+    config = tiny_config(tmp_path, dataset=dataset, conditioning="concat", architecture="mlp", steps=1, batch_size=2,
+                         sample_count=6)
     dcgan.train(config)
     assert json.loads(Path(config.weights_dir, "run.json").read_text())["class_names"] == names
     drawn, _ = dcgan.generate(config.weights_dir, count=2, classes=[len(names) - 1])

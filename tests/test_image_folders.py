@@ -161,7 +161,7 @@ def test_training_from_disk_gives_the_same_weights_as_from_memory(tmp_path, monk
     settings = dict(dataset=str(data), image_size=32, batch_size=4, steps=3, preset="classic")
     in_memory = dcgan.train(tiny_config(tmp_path / "memory", **settings))
     reading = functools.partial(load_dataset, memory_limit=1)  # as if the folder were too big for memory
-    monkeypatch.setattr(dcgan.training, "load_dataset", reading)
+    monkeypatch.setattr(dcgan.datasets, "load_dataset", reading)
     from_disk = dcgan.train(tiny_config(tmp_path / "disk", **settings))
     for a, b in zip(in_memory.generator.get_weights(), from_disk.generator.get_weights()):
         np.testing.assert_array_equal(a, b)

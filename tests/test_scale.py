@@ -44,8 +44,8 @@ def test_training_runs_ops_one_at_a_time_or_says_it_could_not(tmp_path):
 @pytest.mark.parametrize("settings", [
     {"preset": "classic"},
     # A critic of the paper's models: batch norm in the generator, layer norm in the critic, a gradient
-    # penalty, two updates a step. SGD: Adam would magnify float32's other summing order into its steps.
-    {"preset": "wgan-gp", "d_steps": 2, "optimizer": "sgd", "lr": 0.0005},
+    # penalty, two updates a step, conditional. SGD: Adam would magnify float32's other summing order into its steps.
+    {"preset": "wgan-gp", "d_steps": 2, "optimizer": "sgd", "lr": 0.0005, "conditioning": "projection"},
 ])
 def test_two_devices_train_like_one(settings):
     # The CPU split into two logical devices must be set up before TensorFlow starts: a fresh process for
@@ -57,15 +57,18 @@ def test_two_devices_train_like_one(settings):
         tf.config.set_logical_device_configuration(
             tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
         import dcgan
-        from dcgan.datasets import load_dataset
-        images = load_dataset("mnist-sample")[:128]
+        from dcgan.datasets import load_conditional
+        images, labels, _ = load_conditional("mnist-sample")
+        pick = np.random.default_rng(0).permutation(len(images))[:128]  # the sample is sorted by class
+        images, labels = images[pick], labels[pick]
         def weights_after_steps(devices):
             # The average and augmentation too.
             config = dcgan.TrainConfig.from_preset(devices=devices, ema=0.9, augment="translation,cutout", **json.loads(sys.argv[1]))
-            trainer = dcgan.Trainer(config)
+            trainer = dcgan.Trainer(config, classes=10 if config.conditioning else 0)
             for step in range(4):
-                real = images[step * 16 * config.d_steps : (step + 1) * 16 * config.d_steps]
-                values = trainer.train_step(real, tf.constant(step, tf.int64))
+                window = slice(step * 16 * config.d_steps, (step + 1) * 16 * config.d_steps)
+                values = trainer.train_step(images[window], tf.constant(step, tf.int64),
+                                            labels[window] if config.conditioning else None)
             assert trainer.strategy.num_replicas_in_sync == (len(devices.split(",")) if devices else 1)
             return [w for model in trainer.models().values() for w in model.get_weights()], float(values["d_loss"])
         one, one_loss = weights_after_steps(None)

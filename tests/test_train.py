@@ -79,7 +79,7 @@ def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
 def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
     # Two users' runs, side by side so that they compete for the cores: ops that run in whatever order
     # the threads take them would show here, and not within one process.
-    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "64",
+    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "16",
                "--steps", "20", "--sample-every", "100", "--seed", "3"]
     runs = [subprocess.Popen([*command, "--weights-dir", f"{name}/weights", "--samples-dir", f"{name}/samples"], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
@@ -97,7 +97,7 @@ from dcgan import TrainConfig, Trainer
 from dcgan.training import Batches, use_threads
 from dcgan.datasets import load_dataset
 use_threads()
-config = TrainConfig(dataset="mnist-sample")
+config = TrainConfig(dataset="mnist-sample", batch_size=8)  # the defaults but the batch: the same ops, cheaper
 images = load_dataset(config.dataset)
 weights = []
 for run in range(2):
