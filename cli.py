@@ -294,7 +294,8 @@ SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
 @click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
 @click.option("--count", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Instead of a grid: this many single images, for use elsewhere, into --output: a folder of PNGs "
-                   "(image_000000.png, ...) or a .npz of uint8 images under x, which --dataset reads.")
+                   "(image_000000.png, ...; a conditional run's named by class, image_000000_7.png) or a .npz of uint8 "
+                   "images under x (a conditional run's labels under y), which --dataset reads.")
 @click.option("--class", "classes", multiple=True,
               help="For a conditional run: the class to draw, by name or index; repeat it for several, or all. The grid "
                    "gets a row per class, the same noise down each column; --interpolate takes one class to keep or two to "
@@ -399,8 +400,8 @@ def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
 def export(weights_dir, snapshot, export_format, output, overwrite):
     """Write the trained generator for serving, phones or other frameworks.
 
-    The model takes `noise` (N, latent size) and returns `images` (N, height, width, channels) in
-    [-1, 1]. Before it is moved into place, the export is loaded in its own runtime and must draw
+    The model takes `noise` (N, latent size), and for a conditional run `labels` (N,), and returns
+    `images` (N, height, width, channels) in [-1, 1]. Before it is moved into place, the export is loaded in its own runtime and must draw
     the Keras generator's images from the same noise to within 1e-4. tflite and onnx need
     pip install 'dcgan[export]'.
     """

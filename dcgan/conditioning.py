@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from dcgan.datasets import IMAGE_SHAPE
 from dcgan.models import build_discriminator as build_unconditional_discriminator
 from dcgan.models import build_generator as build_unconditional_generator
 from dcgan.models import LATENT_DIM, discriminator_features, discriminator_head, run_generator
@@ -38,7 +39,7 @@ def _label_input():
 
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
-    wrap_discriminator: Callable  # (unconditional discriminator, classes) -> the model of [images, labels]
+    wrap_discriminator: Callable  # (image_shape, classes, **build_discriminator's settings) -> the model of [images, labels]
     features: Callable  # (discriminator, images, labels) -> its last hidden layer, in training mode
     head: Callable  # (discriminator, features, labels) -> scores, in training mode
     conditional: bool = True
@@ -54,7 +55,7 @@ class Conditioning:
         one_hot = layers.CategoryEncoding(classes, output_mode="one_hot")(labels)
         return keras.Model([noise, labels], body(layers.Concatenate()([noise, one_hot])), name="generator")
 
-    def build_discriminator(self, classes=0, image_shape=(28, 28, 1), **models):
+    def build_discriminator(self, classes=0, image_shape=IMAGE_SHAPE, **models):
         """dcgan.models.build_discriminator's model, taking [images, labels] when conditional."""
         if not self.conditional:
             return build_unconditional_discriminator(image_shape, **models)

@@ -98,12 +98,12 @@ def load_conditional(dataset, image_size=None, channels=None, center_crop=False,
     else:
         raise UserError(f"{path} holds images without labels, which --conditional needs: pass a .npz with y_train "
                         "(or y) beside the images, a folder of IDX images and labels files, or a folder of class subfolders")
-    check_classes(labels, path)
+    _check_classes(labels, path)
     classes = int(labels.max()) + 1
     return images, labels, list(names or map(str, range(classes)))[:classes]
 
 
-def check_classes(labels, source):
+def _check_classes(labels, source):
     """Refuse labels that leave a class between 0 and the highest without images, or that are all one class."""
     present = np.unique(labels)
     if len(present) < 2:
@@ -117,8 +117,8 @@ def check_classes(labels, source):
 
 
 def _npz_labels(path, count):
-    found, names = _read_npz(path, ("x_train", "y_train", "y"))
-    key = "y_train" if "x_train" in found else "y"
+    found, names = _read_npz(path, ("y_train", "y"))
+    key = "y_train" if "x_train" in names else "y"  # beside the images load_dataset took
     if key not in found:
         raise UserError(f"{path} holds no labels for its images (found: {', '.join(names)}), which --conditional needs; "
                         f"save them as {key}, one integer class per image")
