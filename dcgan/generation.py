@@ -64,9 +64,10 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
     conditional = _conditional(generator)
     start, end = np.random.default_rng(seed).uniform(-1, 1, (2, walks, _latent_dim(generator)))
     fractions = np.linspace(0, 1, points)[None, :, None]
+    class_count = len(all_classes(weights_dir))
     if conditional and classes is not None and len(classes) == 2:
         noise = np.repeat(start[:, None], points, axis=1).reshape(walks * points, -1)
-        one_hot = np.eye(len(all_classes(weights_dir)))[list(classes)]
+        one_hot = np.eye(class_count)[list(classes)]
         mixed = ((1 - fractions) * one_hot[0] + fractions * one_hot[1]).repeat(walks, axis=0).reshape(walks * points, -1)
         body = generator.get_layer(BODY)  # the conditional generator past its label's one-hot vector
         images = body.predict(np.concatenate([noise, mixed], axis=1).astype(np.float32), batch_size=BATCH, verbose=0)
@@ -80,7 +81,7 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
         noise = (1 - fractions) * start[:, None] + fractions * end[:, None]
     inputs = noise.reshape(walks * points, -1).astype(np.float32)
     if conditional:
-        walk_classes = np.arange(walks) % len(all_classes(weights_dir)) if classes is None else np.full(walks, classes[0])
+        walk_classes = np.arange(walks) % class_count if classes is None else np.full(walks, classes[0])
         inputs = [inputs, np.repeat(walk_classes, points).astype(np.int32)]
     images = generator.predict(inputs, batch_size=BATCH, verbose=0)
     return images.reshape(walks, points, *images.shape[1:])

@@ -163,11 +163,11 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
     )
 
     # The fixed inputs of every grid: conditional, one row per class with the same noise down each column.
-    columns = None
-    fixed_inputs = sample_noise(config.seed, config.sample_count)
     if class_names:
         fixed_labels, columns = grid_labels(len(class_names), config.sample_count)
         fixed_inputs = [np.tile(sample_noise(config.seed, columns), (len(fixed_labels) // columns, 1)), fixed_labels]
+    else:
+        fixed_inputs, columns = sample_noise(config.seed, config.sample_count), None
     last_saved = step if resume else None
 
     def save(step, epoch):

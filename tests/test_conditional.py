@@ -1,10 +1,8 @@
 """Class-conditional training and generation: each conditioning trains, reloads in plain Keras with labels and
 resumes bit for bit; every kind of labelled data trains; generate draws the classes asked for; evaluate scores
 each class; and each kind of bad input is refused in one line."""
-import gzip
 import json
 import re
-import struct
 from pathlib import Path
 
 import keras
@@ -22,6 +20,7 @@ from dcgan.images import to_uint8
 from dcgan.presets import CONDITIONINGS
 
 from conftest import run_dcgan, tiny_config
+from test_datasets import write_idx
 from test_family import all_state
 
 DIGITS = [str(digit) for digit in range(10)]
@@ -68,11 +67,6 @@ def test_each_conditioning_trains_reloads_in_plain_keras_with_labels_and_resumes
     resumed = dcgan.train(tiny_config(tmp_path / "split", conditioning=conditioning, steps=3, **SMALL), resume=True)
     for a, b in zip(all_state(straight), all_state(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def write_idx(path, array):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
 def digits(per_class=4):
@@ -224,7 +218,7 @@ IMAGES = np.zeros((6, 28, 28), np.uint8)
     (bad_npz(x=IMAGES, y=np.array([0, 1, 10**9, 0, 1, 0])), "holds labels from 0 to 1000000000"),
     (bad_npz(x=IMAGES, y=np.zeros(6, int)), "every image in .* is labelled 0"),
     (bad_npz(x=IMAGES, y=np.array([0, 2, 0, 2, 0, 2])), "none of its images is in class 1"),
-    (lambda folder: (write_idx(folder / "images-idx3-ubyte.gz", IMAGES), folder / "images-idx3-ubyte.gz")[1],
+    (lambda folder: write_idx(folder / "images-idx3-ubyte.gz", IMAGES),
      "holds images without labels"),
 ])
 def test_conditional_training_refuses_data_without_usable_labels(tmp_path, make, message):
