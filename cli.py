@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, EXPORT_FORMATS, FAKE_BATCH_NORMS,
-                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, preset_defaults, saved_config)
+                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, preset_defaults, saved_config)
 
 # Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -116,6 +116,15 @@ def main():
 @click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=None,
               help="With --conditional: how the discriminator reads the label: concat (a learned label map beside the "
                    f"image, as the conditional GAN) or projection (Miyato and Koyama 2018).  [default: {CONDITIONINGS[0]}]")
+@click.option("--semi-supervised", type=click.Choice(SEMI_SUPERVISIONS), is_flag=False, flag_value=SEMI_SUPERVISIONS[0],
+              default=None,
+              help="Also train the discriminator as a classifier of the data's classes, from --labelled of its images' "
+                   "labels and all of its images, saved as classifier.keras: derived (real or generated read from the "
+                   "class logits, Salimans et al. 2016) or extra (a class of its own for generated images, Odena 2016).  "
+                   f"[default: not; given alone: {SEMI_SUPERVISIONS[0]}]")
+@click.option("--labelled", type=int, default=None,
+              help="With --semi-supervised: how many training images keep their labels, as even across the classes as "
+                   "they divide, chosen by --seed.  [default: 100]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
               help="Settings to start from; options given beside it override them. fast: good digits within minutes "
                    "on a CPU; classic: keras-dcgan exactly; dcgan-paper, wgan, wgan-gp, lsgan: each paper's recipe.")
@@ -212,6 +221,8 @@ def train(ctx, dry_run, resume, **options):
     if conditional is False and options["conditioning"]:
         raise click.UsageError(f"--conditioning {options['conditioning']} chooses how a conditional run reads labels; "
                                "leave out --unconditional or --conditioning")
+    if options["labelled"] is not None and not (options["semi_supervised"] or resume):
+        raise click.UsageError("--labelled says how many labels a semi-supervised run uses; add --semi-supervised")
     # Options given on this command line override the saved run's settings or the preset's, even as none.
     given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
     if conditional is not None:
@@ -365,7 +376,8 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
 @SNAPSHOT
 @click.option("--dataset", default=None,
               help="Labelled data to score against: mnist, mnist-sample, fashion-mnist, or a .npz with x and y "
-                   "(or x_train, y_train, x_test, y_test) or a folder of IDX images and labels.  [default: the run's dataset]")
+                   "(or x_train, y_train, x_test, y_test), a folder of IDX images and labels, or a folder of class subfolders.  "
+                   "[default: the run's dataset]")
 @click.option("--count", type=click.IntRange(10, 50_000), default=10_000, help="Generated images to score.")
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise the images are drawn from.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -386,6 +398,38 @@ def evaluate(weights_dir, snapshot, dataset, count, seed, cache_dir, as_json):
         report = score_generator(weights_folder(weights_dir, snapshot), dataset, count, seed, cache_dir,
                                  log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@main.command()
+@click.argument("inputs", metavar="INPUT", type=click.Path())
+@WEIGHTS_DIR
+@SNAPSHOT
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write a CSV file (image, class, confidence) here instead of printing.")
+def classify(inputs, weights_dir, snapshot, output):
+    """Sort images into classes with a semi-supervised run's classifier.
+
+    INPUT is a PNG or JPEG image, a folder of them (subfolders included), or a .npz of images under
+    x_train or x, of the size and channels the run trained on. Prints each image's class and the
+    classifier's confidence in it; unreadable images are skipped, with a count.
+    """
+    import_tensorflow_quietly()
+    from dcgan.classification import classify as classify_images, write_csv
+    from dcgan.errors import UserError
+    from dcgan.files import writable_folder
+
+    with user_errors():
+        if output and Path(output).exists():
+            raise UserError(f"{output} exists already; choose another --output, or remove it first")
+        if output:
+            writable_folder(Path(output).parent, "--output")
+        rows = classify_images(inputs, weights_folder(weights_dir, snapshot))
+        if output:
+            write_csv(rows, output)
+            click.echo(f"Wrote the classes of {len(rows)} images to {output}")
+        else:
+            for name, label, confidence in rows:
+                click.echo(f"{name}\t{label}\t{confidence:.3f}")
 
 
 @main.command()

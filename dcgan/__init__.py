@@ -22,6 +22,7 @@ _EXPORTS = {
     "evaluate": "dcgan.evaluation",
     "export_generator": "dcgan.export",
     "save_grid": "dcgan.images",
+    "load_classifier": "dcgan.weights",
     "load_discriminator": "dcgan.weights",
     "load_generator": "dcgan.weights",
 }

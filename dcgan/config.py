@@ -6,7 +6,7 @@ import typing
 
 from dcgan.errors import UserError
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
-                           OPTIMIZERS, PRESETS, augmentations, shown)
+                           OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, augmentations, shown)
 from dcgan.sizes import check_image_size
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
@@ -28,6 +28,9 @@ class TrainConfig:
     center_crop: bool = False  # crop a folder's images to their square centre before resizing
     conditioning: str | None = None  # train on the data's labels, to draw a chosen class: how the discriminator
     # reads the label, "projection" or "concat" (dcgan.conditioning); None: unconditional, labels unused
+    semi_supervised: str | None = None  # also train the discriminator to classify, from `labelled` of the images'
+    # labels and all the images: "derived" or "extra" (dcgan.semi_supervised); None: not
+    labelled: int = 100  # semi-supervised: training images whose labels are used, even across the classes
     preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings below came from
     architecture: str = _DEFAULTS["architecture"]  # the models: "classic" (keras-dcgan), "dcgan" (the paper's) or "mlp"
     loss: str = _DEFAULTS["loss"]  # the game: "bce", "wgan", "wgan-gp", "hinge" or "lsgan"; see dcgan.losses
@@ -113,7 +116,7 @@ class TrainConfig:
         """Raise a UserError naming the first setting that cannot work, and what to give instead."""
         for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
                               ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS),
-                              ("conditioning", (None, *CONDITIONINGS))):
+                              ("conditioning", (None, *CONDITIONINGS)), ("semi_supervised", (None, *SEMI_SUPERVISIONS))):
             if getattr(self, name) not in choices:
                 raise UserError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of {', '.join(map(shown, choices))}")
         augmentations(self.augment)
@@ -145,9 +148,21 @@ class TrainConfig:
                 raise UserError(f"{_option(name)} {getattr(self, name)} is outside [0, 1); Adam's decays are such as 0.5 and 0.999")
         if self.image_size:
             check_image_size(self.architecture, self.image_size)
+        if self.semi_supervised:
+            self._check_semi_supervised()
         for owner, (name, _) in LOSS_SETTINGS.items():
             if getattr(self, name) is not None and owner != self.loss:
                 raise UserError(f"{_option(name)} applies only to --loss {owner}; leave it out with --loss {self.loss}")
+
+    def _check_semi_supervised(self):
+        if self.labelled < 1:
+            raise UserError(f"--labelled {self.labelled} labels no image; give at least one image per class, such as 100")
+        if self.conditioning:
+            raise UserError("--semi-supervised and --conditional do not combine: the first learns to classify images, "
+                            "the second to draw a chosen class; choose one")
+        if self.loss != "bce":
+            raise UserError(f"--semi-supervised plays the bce game, its real-or-generated probability read from the class "
+                            f"logits (Salimans et al. 2016); leave out --loss {self.loss}")
 
 
 def settings_problem(settings):

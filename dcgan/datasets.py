@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.errors import UserError
-from dcgan.image_folders import IN_MEMORY_BYTES, load_image_folder
+from dcgan.image_folders import IN_MEMORY_BYTES, ImageFolder, load_image_folder
 
 IMAGE_SHAPE = (28, 28, 1)
 DATASET_NAMES = ("mnist", "mnist-sample", "fashion-mnist")
@@ -67,8 +67,17 @@ def load_dataset(dataset, image_size=None, channels=None, center_crop=False, mem
 
 
 def load_training_data(config):
-    """A TrainConfig's images, and with `config.conditioning` their labels and class names (else None and None)."""
+    """A TrainConfig's images, and with `config.conditioning` or `config.semi_supervised` their labels and class
+    names (else None and None).
+
+    A semi-supervised run trains on the training part of load_labelled's split, so that its
+    classifier is scored on images it never saw, labelled or not.
+    """
     source = (config.dataset, config.image_size, config.channels, config.center_crop)
+    if config.semi_supervised:
+        data = load_labelled(*source, needed_by="--semi-supervised")
+        _check_classes(data.train_labels, config.dataset, "--semi-supervised")
+        return data.train_images, data.train_labels, labelled_class_names(config.dataset, data.train_labels)
     if config.conditioning:
         return load_conditional(*source)
     return load_dataset(*source), None, None
@@ -85,11 +94,10 @@ def load_conditional(dataset, image_size=None, channels=None, center_crop=False,
     path = None if dataset in DATASET_NAMES else _existing_path(dataset)
     if path and path.is_dir() and not _idx_files(path):
         return load_image_folder(path, image_size, channels, center_crop, memory_limit, labelled=True)
-    names = None
     if dataset in ("mnist", "mnist-sample"):
-        path, names = (_mnist_file() if dataset == "mnist" else MNIST_SAMPLE), DIGITS  # once: mnist says if it falls back
+        path = _mnist_file() if dataset == "mnist" else MNIST_SAMPLE  # once: mnist says if it falls back
     elif dataset == "fashion-mnist":
-        path, names = _fashion_mnist_folder(), FASHION_MNIST_CLASSES
+        path = _fashion_mnist_folder()
     images = load_dataset(str(path), image_size, channels, center_crop, memory_limit)
     if path.is_dir():
         labels = _idx_training_labels(path, len(images))
@@ -99,16 +107,25 @@ def load_conditional(dataset, image_size=None, channels=None, center_crop=False,
         raise UserError(f"{path} holds images without labels, which --conditional needs: pass a .npz with y_train "
                         "(or y) beside the images, a folder of IDX images and labels files, or a folder of class subfolders")
     _check_classes(labels, path)
+    return images, labels, labelled_class_names(dataset, labels)
+
+
+def labelled_class_names(dataset, labels):
+    """The names of the classes 0 to labels.max() of labelled `dataset`: the digits, Fashion-MNIST's, a folder's
+    class subfolders, or the numbers."""
     classes = int(labels.max()) + 1
-    return images, labels, list(names or map(str, range(classes)))[:classes]
+    names = {"mnist": DIGITS, "mnist-sample": DIGITS, "fashion-mnist": FASHION_MNIST_CLASSES}.get(dataset)
+    if names is None and Path(dataset).is_dir() and not _idx_files(Path(dataset)):
+        names = sorted(path.name for path in Path(dataset).iterdir() if path.is_dir())
+    return list(names or map(str, range(classes)))[:classes]
 
 
-def _check_classes(labels, source):
+def _check_classes(labels, source, option="--conditional"):
     """Refuse labels that leave a class between 0 and the highest without images, or that are all one class."""
     present = np.unique(labels)
     if len(present) < 2:
-        raise UserError(f"every image in {source} is labelled {present[0]}: conditional training needs two classes or more; "
-                        "train without --conditional")
+        raise UserError(f"every image in {source} is labelled {present[0]}: {option} needs two classes or more; "
+                        f"train without {option}")
     missing = sorted(set(range(int(present[-1]) + 1)) - set(present.tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
@@ -185,11 +202,15 @@ def _existing_path(dataset):
 Labelled = collections.namedtuple("Labelled", "train_images train_labels test_images test_labels")
 
 
-def load_labelled(dataset):
+def load_labelled(dataset, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES,
+                  needed_by="scoring"):
     """Images and integer labels of `dataset`, split into a training part and a held-out part.
 
     Datasets that come split (MNIST, Fashion-MNIST, a .npz with x_test and y_test, an IDX folder
     with t10k files) keep their split; others hold out a fifth of each class, the same images every time.
+    A folder of class subfolders is read as load_image_folder reads it with `image_size`, `channels`
+    and `center_crop`; if it is bigger than `memory_limit`, a seeded share of it that fits is read.
+    `needed_by` names what needs the labels, in the error for data without them.
     """
     if dataset in ("mnist", "mnist-sample"):
         return _labelled_npz(_mnist_file() if dataset == "mnist" else MNIST_SAMPLE)
@@ -198,12 +219,23 @@ def load_labelled(dataset):
     path = _existing_path(dataset)
     if path.is_dir() and _idx_files(path):
         return _labelled_idx_folder(path)
+    if path.is_dir() and any(entry.is_dir() for entry in path.iterdir()):
+        return _labelled_image_folder(path, image_size, channels, center_crop, memory_limit)
     if path.suffix == ".npz":
         return _labelled_npz(path)
     raise UserError(
-        f"{path} holds images without labels; scoring needs labels: pass a .npz with x and y "
-        "(or x_train and y_train), or a folder holding the IDX images and labels files"
+        f"{path} holds images without labels; {needed_by} needs labels: pass a .npz with x and y "
+        "(or x_train and y_train), a folder holding the IDX images and labels files, or a folder of class subfolders"
     )
+
+
+def _labelled_image_folder(folder, image_size, channels, center_crop, memory_limit):
+    images, labels, _ = load_image_folder(folder, image_size, channels, center_crop, memory_limit, labelled=True)
+    if isinstance(images, ImageFolder):
+        fitting = memory_limit // (images.nbytes // len(images))
+        pick = np.sort(np.random.default_rng(0).permutation(len(images))[:fitting])
+        images, labels = images[pick], labels[pick]
+    return _hold_out(images, labels)
 
 
 def _labelled_npz(path):

@@ -23,11 +23,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dcgan.classification import accuracy_and_confusion
 from dcgan.datasets import load_labelled
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
 from dcgan.generation import draw_batches, generate
-from dcgan.weights import read_run_info
+from dcgan.weights import load_classifier, read_run_info
 
 CLASSIFIER_VERSION = 1  # part of the cache key: raise it when the classifier or its training changes
 NEIGHBOURS = 3  # k of the k-NN balls, as in Kynkäänniemi et al.
@@ -77,7 +78,7 @@ class Classifier:
         return features.astype(np.float64), probabilities
 
 
-def load_classifier(dataset, data, cache_dir=None, log=print):
+def scoring_classifier(dataset, data, cache_dir=None, log=print):
     """The classifier of `data` (a datasets.Labelled), from the cache or trained now and cached."""
     cache_dir = Path(cache_dir or default_cache_dir())
     digest = hashlib.sha256(f"v{CLASSIFIER_VERSION}".encode())
@@ -206,8 +207,8 @@ def class_scores(features, probabilities, labels, reference, reference_labels, c
 class Scorer:
     """Scores sets of images of one labelled dataset against its held-out images."""
 
-    def __init__(self, dataset, cache_dir=None, log=print):
-        self.data = load_labelled(dataset)
+    def __init__(self, dataset, cache_dir=None, log=print, image_size=None, channels=None, center_crop=False):
+        self.data = load_labelled(dataset, image_size, channels, center_crop)
         classes = len(np.unique(self.data.train_labels))
         if len(self.data.train_images) < MIN_TRAINING_IMAGES or len(self.data.test_images) < MIN_HELD_OUT_IMAGES or classes < 2:
             raise UserError(
@@ -215,7 +216,7 @@ class Scorer:
                 f"{len(self.data.test_images)} held out, in {classes} classes; scoring needs at least "
                 f"{MIN_TRAINING_IMAGES} and {MIN_HELD_OUT_IMAGES}, in 2 classes or more: pass a bigger labelled dataset"
             )
-        self.classifier = load_classifier(dataset, self.data, cache_dir, log)
+        self.classifier = scoring_classifier(dataset, self.data, cache_dir, log)
         self.classes = self.classifier.model.output_shape[-1]
         self.reference, _ = self.classifier(self.data.test_images)
 
@@ -245,8 +246,10 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     and its held-out accuracy, and the scores of the generated images and of real training images.
     """
     run_info = read_run_info(weights_dir)
-    dataset = dataset or run_info["config"]["dataset"]
-    scorer = Scorer(dataset, cache_dir, log)
+    config = run_info["config"]
+    dataset = dataset or config["dataset"]
+    # A folder of images is read as the run read it, so that the real images have the generated ones' shape.
+    scorer = Scorer(dataset, cache_dir, log, config.get("image_size"), config.get("channels"), config.get("center_crop", False))
     if count < MEANINGFUL_COUNT:
         log(f"Warning: with {count} images the scores vary from seed to seed and the Fréchet distance is biased "
             f"upward; use --count {MEANINGFUL_COUNT} or more to compare runs, and the same count for each")
@@ -269,10 +272,23 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
         "dataset": dataset,
         "seed": seed,
         **({"class_names": class_names} if class_names else {}),
+        **({"semi_supervised": _semi_supervised_scores(weights_dir, run_info, scorer, dataset)} if config.get("semi_supervised") else {}),
         "classifier": {**scorer.classifier.info},
         "generated": scorer.score(images, labels),
         "real": scorer.floor(count, labelled=labels is not None),
     }
+
+
+def _semi_supervised_scores(weights_dir, run_info, scorer, dataset):
+    """A semi-supervised run's classifier on the held-out images: its accuracy and confusion matrix."""
+    names = run_info["classifier_class_names"]
+    if len(names) != scorer.classes:
+        raise UserError(f"the run's classifier has {len(names)} classes and {dataset} {scorer.classes}; score it "
+                        "against the labelled dataset it was trained on")
+    accuracy, confusion = accuracy_and_confusion(load_classifier(weights_dir), scorer.data.test_images,
+                                                 scorer.data.test_labels, len(names))
+    return {"class_names": names, "labelled": run_info["config"]["labelled"], "held_out_images": len(scorer.data.test_labels),
+            "held_out_accuracy": accuracy, "confusion_matrix": confusion.tolist()}
 
 
 ROWS = [
@@ -314,7 +330,21 @@ def format_report(report):
             lines.append(f"{name[:21]:22}{_shown('{:.1%}', generated['class_accuracies'][index]):>12}"
                          f"{_shown('{:.2f}', generated['intra_class_frechet_distances'][index]):>12}"
                          f"{_shown('{:.2f}', real['intra_class_frechet_distances'][index]):>12}")
+    if "semi_supervised" in report:
+        lines += ["", *_format_classifier(report["semi_supervised"])]
     return "\n".join(lines)
+
+
+def _format_classifier(scores):
+    """The semi-supervised classifier's accuracy, and its confusion matrix: a row per true class."""
+    names = [name[:9] for name in scores["class_names"]]
+    width = max(6, *(len(name) + 1 for name in names))
+    lines = [f"the run's classifier, from {scores['labelled']} labels: held-out accuracy {scores['held_out_accuracy']:.1%} "
+             f"on {scores['held_out_images']} images", "",
+             "true class \\ classified as".ljust(22) + "".join(f"{name:>{width}}" for name in names)]
+    for name, row in zip(scores["class_names"], scores["confusion_matrix"]):
+        lines.append(f"{name[:21]:22}" + "".join(f"{count:>{width}}" for count in row))
+    return lines
 
 
 def _shown(form, value):

@@ -75,21 +75,47 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
     return images, labels, class_names
 
 
+def read_images_of_shape(path, image_shape):
+    """The PNG and JPEG images at `path` (one file, or a folder and its subfolders) as float32 in [-1, 1], and
+    the files read: each must already be of `image_shape` (H, W, C), grayscale for 1 channel, colour for 3.
+    Unreadable files are skipped, with a count on stderr."""
+    path = Path(path)
+    files = image_files(path) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"no PNG or JPEG images in folder {path} (subfolders included); put the images to classify there")
+    height, width, channels = image_shape
+    readable, skipped = [], []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                size, gray = image.size, image.mode in GRAY_MODES
+        except DECODE_ERRORS as error:
+            skipped.append((file, error))
+            continue
+        if size != (width, height) or gray != (channels == 1):
+            kind = {True: "grayscale", False: "colour"}
+            raise UserError(f"{file} is a {size[0]}x{size[1]} {kind[gray]} image; the classifier takes {width}x{height} "
+                            f"{kind[channels == 1]} images (shape {height}x{width}x{channels}): convert them to that first")
+        readable.append(file)
+    _skip_or_refuse(skipped, len(readable), len(files), path, "read")
+    return _decode_all(ImageFolder(readable, height, channels, center_crop=False), path, len(files))
+
+
 def _class_folders(folder, files):
     """The class names of a labelled folder: its subfolders, sorted; refused if an image lies outside them,
     a subfolder holds none, or there are fewer than two."""
     loose = [path for path in files if len(path.relative_to(folder).parts) == 1]
     if loose:
         raise UserError(f"{len(loose)} images lie in {folder} itself (e.g. {loose[0].name}), outside any class folder; "
-                        "--conditional reads each image's class from the subfolder it is in: move them into one")
+                        "a labelled folder holds each image in the subfolder of its class: move them into one")
     names = sorted(path.name for path in folder.iterdir() if path.is_dir())
     holding = {path.relative_to(folder).parts[0] for path in files}
     empty = [name for name in names if name not in holding]
     if empty:
         raise UserError(f"class folder {folder / empty[0]} holds no PNG or JPEG images; put some there, or remove it")
     if len(names) < 2:
-        raise UserError(f"{folder} holds one class folder only ({names[0]}); conditional training needs two classes "
-                        "or more: add another, or train without --conditional")
+        raise UserError(f"{folder} holds one class folder only ({names[0]}); labels need two classes or more: "
+                        "add another class folder")
     return names
 
 

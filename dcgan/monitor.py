@@ -13,7 +13,15 @@ from dcgan.images import to_picture
 # Per-step values the training step reports, in the order of metrics.csv's columns.
 STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "augment_p")
 METRICS_FILE = "metrics.csv"  # in the weights folder, one row per step
-METRICS_COLUMNS = ("step", "epoch", *STEP_VALUES, "elapsed_seconds")
+CLASSIFIER_VALUES = ("c_loss", "c_acc")  # and a semi-supervised run's: its labelled batches' cross-entropy and accuracy
+
+
+def metrics_columns(classifies=False):
+    """metrics.csv's columns; `classifies`: a semi-supervised run's, with CLASSIFIER_VALUES before the time."""
+    return ("step", "epoch", *STEP_VALUES, *(CLASSIFIER_VALUES if classifies else ()), "elapsed_seconds")
+
+
+METRICS_COLUMNS = metrics_columns()
 
 
 class Progress:
@@ -52,8 +60,8 @@ class Progress:
     def update(self, values):
         self.step += 1
         self.count += 1
-        for name in STEP_VALUES:
-            self.sums[name] += values[name]
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
         if self.timed_from is None:
             self.timed_from = (self.step, time.perf_counter())
         if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
@@ -107,6 +115,7 @@ class Progress:
             (1, f"d_loss {mean['d_loss']:.3f} g_loss {mean['g_loss']:.3f}"),
             (2, scores),
             (3, f"epoch {epoch}/{self.epochs}"),
+            *([(1, f"classifier loss {mean['c_loss']:.3f} accuracy {mean['c_acc']:.2f}")] if "c_loss" in mean else []),
             (4, f"D accuracy real {mean['d_acc_real']:.2f} fake {mean['d_acc_fake']:.2f}"),
             (5, f"augment p {mean['augment_p']:.2f}"),
             (6, f"{self.images_per_second():.0f} img/s"),

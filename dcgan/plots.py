@@ -15,12 +15,15 @@ ANIMATION_FILE = "fakes.gif"
 GRID_NAME = re.compile(r"fakes_epoch\d+_step(\d+)\.png")
 
 # (title, [(column, label, colour)], the usual y range or None) for each panel of the curves; a panel
-# leaves its usual range for the values' own when they fall outside it (a critic's scores).
+# leaves its usual range for the values' own when they fall outside it (a critic's scores). Columns a
+# run does not have (a semi-supervised run's classifier values) are left out.
 PANELS = [
-    ("losses", [("d_loss", "d_loss", "#c83c28"), ("g_loss", "g_loss", "#285ac8")], None),
+    ("losses", [("d_loss", "d_loss", "#c83c28"), ("g_loss", "g_loss", "#285ac8"), ("c_loss", "classifier", "#8c3cb4")],
+     None),
     ("discriminator's mean score", [("d_real", "D(x), real", "#c83c28"), ("d_fake", "D(G(z)), generated", "#285ac8")], (0, 1)),
     ("discriminator's accuracy (0.5: fooled half the time) and augment probability",
-     [("d_acc_real", "on real", "#c83c28"), ("d_acc_fake", "on generated", "#285ac8"), ("augment_p", "augment p", "#3c963c")],
+     [("d_acc_real", "on real", "#c83c28"), ("d_acc_fake", "on generated", "#285ac8"), ("augment_p", "augment p", "#3c963c"),
+      ("c_acc", "classifier, labelled", "#8c3cb4")],
      (0, 1)),
 ]
 FIGURE_INCHES, DPI = (9, 7.5), 100  # 900 x 750 pixels

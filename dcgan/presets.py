@@ -45,8 +45,11 @@ ARCHITECTURE_NAMES = ("classic", "dcgan", "mlp")
 # dcgan export's formats (dcgan.export.FORMATS says what each is).
 EXPORT_FORMATS = ("savedmodel", "tflite", "onnx")
 # How a conditional run gives the discriminator the label (dcgan.conditioning); --conditional alone takes the first,
-# the better of the two on mnist-sample (docs/conditional.md).
+# the better of the two on mnist-sample and fashion-mnist (docs/conditional.md).
 CONDITIONINGS = ("concat", "projection")
+# How a semi-supervised run's discriminator tells generated images (dcgan.semi_supervised); --semi-supervised alone
+# takes the first.
+SEMI_SUPERVISIONS = ("derived", "extra")
 # The one setting a loss owns, and its value when not given; no other loss takes it.
 LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 
@@ -55,7 +58,7 @@ LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 BEFORE_IT_EXISTED = {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
                      "feature_matching": 0.0, "halve_generator_lr_at": None, "architecture": "classic", "loss": "bce",
                      "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1, "beta1": 0.5, "beta2": 0.999,
-                     "conditioning": None}
+                     "conditioning": None, "semi_supervised": None, "labelled": 100}
 
 
 def augmentations(setting):

@@ -10,6 +10,7 @@ from dcgan.datasets import IMAGE_SHAPE
 from dcgan.losses import LOSSES, gradient_penalty
 from dcgan.models import LATENT_DIM
 from dcgan.presets import augmentations
+from dcgan.semi_supervised import SEMI_SUPERVISIONS, build_classifier, supervised_loss
 
 # Real images over which adaptive augmentation can take its probability from 0 to 1 (StyleGAN2-ADA:
 # 500,000; a 30-minute run here sees about 330,000).
@@ -18,6 +19,8 @@ ADAPTATION_IMAGES = 64_000
 # (--d-steps, --g-steps); its first update draws as a step always has. Far from the augmentation
 # coin's fold (1) and the penalty's (2).
 LATER_UPDATE_FOLD = 1000
+# The augmentation streams of a semi-supervised step's labelled images: this minus the step, far below the others.
+LABELLED_AUGMENTATION_STREAMS = -(2**40)
 
 
 class Trainer:
@@ -36,15 +39,21 @@ class Trainer:
     - `devices` splits each batch across them with MirroredStrategy; `mixed_precision` computes in
       float16 with float32 weights, scores and loss, and scales the losses; `xla` compiles the updates;
     - with `conditioning`, both models take the images' labels (`classes` of them; dcgan.conditioning),
-      and the images generated in a step take the labels of the step's real images.
+      and the images generated in a step take the labels of the step's real images;
+    - with `semi_supervised`, the discriminator also learns the `classes` of a labelled batch each
+      update, and the generator learns by feature matching alone (dcgan.semi_supervised).
     """
 
     def __init__(self, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0):
         config.check()
-        if bool(config.conditioning) != bool(classes):
-            raise ValueError(f"conditioning {config.conditioning} with {classes} classes: a conditional run needs its classes")
+        if bool(config.conditioning or config.semi_supervised) != bool(classes):
+            raise ValueError(f"{classes} classes for conditioning {config.conditioning}, semi-supervised "
+                             f"{config.semi_supervised}: a conditional or semi-supervised run needs its classes, no other")
         self.config = config
         self.conditioning = conditioning_of(config.conditioning)
+        self.semi_supervision = SEMI_SUPERVISIONS.get(config.semi_supervised)
+        # What builds and reads the discriminator: a semi-supervised run's classifies too.
+        self.judging = self.semi_supervision or self.conditioning
         self.loss = LOSSES[config.loss]
         # The critic's weight bound (wgan) and the gradient penalty's weight (wgan-gp), for the losses that have them.
         needs = self.loss.settings(config)
@@ -63,7 +72,7 @@ class Trainer:
             models = {"classes": classes, "image_shape": image_shape, "synchronized": synchronized,
                       "activation": config.activation, "architecture": config.architecture}
             self.generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
-            self.discriminator = self.conditioning.build_discriminator(loss=config.loss, **models)
+            self.discriminator = self.judging.build_discriminator(loss=config.loss, **models)
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.generator_variables = list(self.generator.trainable_variables)
             self.d_optimizer = make_optimizer(config, config.lr)
@@ -86,13 +95,17 @@ class Trainer:
         self._updates = tf.function(self._all_updates, jit_compile=xla)
 
     def models(self):
-        """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load."""
-        if self.average_generator is None:
-            return {"generator": self.generator, "discriminator": self.discriminator}
-        return {"generator": self.average_generator, "discriminator": self.discriminator, "training_generator": self.generator}
+        """The models a checkpoint holds, by file name. With an average, it is "generator": the one users load.
+        A semi-supervised run's "classifier" is made from the discriminator as it is now."""
+        models = {"generator": self.sampling_generator(), "discriminator": self.discriminator}
+        if self.average_generator is not None:
+            models["training_generator"] = self.generator
+        if self.semi_supervision:
+            models["classifier"] = build_classifier(self.discriminator)
+        return models
 
     def sampling_generator(self):
-        return self.models()["generator"]
+        return self.generator if self.average_generator is None else self.average_generator
 
     def optimizers(self):
         return {"discriminator": self.d_optimizer, "generator": self.g_optimizer}
@@ -102,8 +115,8 @@ class Trainer:
         return self._uniform((count, self.latent_dim), stream, -1.0, update=update)
 
     def augmentation_draws(self, count, step, update=0, parts=(0, 1, 2)):
-        """The random numbers behind the augmentation of a step's real (part 0), generated (1) and
-        generator-update (2) images, for the `parts` asked for.
+        """The random numbers behind the augmentation of a step's real (part 0), generated (1),
+        generator-update (2) and, semi-supervised, labelled (3) images, for the `parts` asked for.
 
         Each row: DRAWS_PER_AUGMENTATION numbers per augmentation, after, when augmentation adapts,
         the coin that decides whether the image is augmented (below the augment probability).
@@ -112,7 +125,7 @@ class Trainer:
         # coins come from the same streams folded with 1: drawing them in the same call would
         # change every augmentation that runs saved before they existed drew.
         shape = (count, DRAWS_PER_AUGMENTATION * len(self.augmentations))
-        streams = [-1 - (3 * step + part) for part in parts]
+        streams = [-1 - (3 * step + part) if part < 3 else LABELLED_AUGMENTATION_STREAMS - step for part in parts]
         draws = [self._uniform(shape, stream, update=update) for stream in streams]
         if self.augment_target is None:
             return draws
@@ -137,10 +150,11 @@ class Trainer:
             return augment(images, self.augmentations, draws)
         return augment_chosen(images, self.augmentations, draws[:, 1:], draws[:, 0] < self.augment_probability)
 
-    def _discriminator_step(self, real, noise, real_draws, fake_draws, labels=None, mix=None):
+    def _discriminator_step(self, real, noise, real_draws, fake_draws, labels=None, mix=None, labelled=None):
         """One update of the discriminator. Returns its step values and its features of the real images
         as it saw them (augmented), for the generator's feature matching: one pass serves both.
-        `labels`: the real images' labels in a conditional run, which the generated images take too."""
+        `labels`: the real images' labels in a conditional run, which the generated images take too.
+        `labelled`: a semi-supervised run's (labelled images, their classes, their augmentation draws)."""
         # The classic draws generated images in inference mode (its `predict`): batch norm then uses
         # running averages that lag behind the batch statistics the generator's own step trains with.
         # The discriminator learns from one batch of real then generated images, as the classic's.
@@ -150,16 +164,24 @@ class Trainer:
         images = self._augment(tf.concat([real, fake], axis=0), tf.concat([real_draws, fake_draws], axis=0))
         both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
         with tf.GradientTape() as tape:
-            features = self.conditioning.features(self.discriminator, images, both_labels)
-            scores = self.conditioning.head(self.discriminator, features, both_labels)
+            features = self.judging.features(self.discriminator, images, both_labels)
+            scores = self.judging.head(self.discriminator, features, both_labels)
             loss = self.loss.discriminator(scores, batch_size)
+            objective = loss
             if mix is not None:
                 def score(between):
                     inputs = between if labels is None else [between, labels]
                     return self.discriminator(inputs, training=True)
 
                 loss += self.gp_weight * gradient_penalty(score, images[:batch_size], images[batch_size:], mix)
-            scaled = self.d_optimizer.scale_loss(loss / _replicas())
+                objective = loss
+            if labelled is not None:
+                labelled_images, classes, draws = labelled
+                seen = self._augment(tf.cast(labelled_images, real.dtype), draws)
+                logits = self.semi_supervision.class_logits(self.discriminator, self.judging.features(self.discriminator, seen))
+                classifier_loss = supervised_loss(logits, classes)
+                objective += classifier_loss
+            scaled = self.d_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.discriminator_variables)
         self.d_optimizer.apply(gradients, self.discriminator_variables)
         if self.clip is not None:
@@ -175,6 +197,9 @@ class Trainer:
             "d_acc_real": tf.reduce_mean(tf.cast(real_scores > threshold, tf.float32)),
             "d_acc_fake": tf.reduce_mean(tf.cast(fake_scores < threshold, tf.float32)),
         }
+        if labelled is not None:
+            values["c_loss"] = classifier_loss
+            values["c_acc"] = tf.reduce_mean(tf.cast(tf.argmax(logits, axis=1, output_type=tf.int32) == classes, tf.float32))
         return values, features[:batch_size]
 
     def _generator_step(self, noise, draws, real_features, labels=None):
@@ -189,19 +214,23 @@ class Trainer:
             # The generator run the cheap way and the discriminator in two parts, so that feature
             # matching can use its features; it trains the generator's variables only.
             fake = self._augment(self.conditioning.generate(self.generator, noise, labels, training=True), draws)
-            features = self.conditioning.features(self.discriminator, fake, labels)
-            loss = self.loss.generator(self.conditioning.head(self.discriminator, features, labels))
-            objective = loss
-            if self.config.feature_matching:
-                objective += self.config.feature_matching * feature_distance(tf.stop_gradient(real_features), features)
+            features = self.judging.features(self.discriminator, fake, labels)
+            if self.semi_supervision:
+                # Salimans et al. 2016: feature matching alone makes the generator most useful to the classifier.
+                loss = objective = feature_distance(tf.stop_gradient(real_features), features)
+            else:
+                loss = objective = self.loss.generator(self.judging.head(self.discriminator, features, labels))
+                if self.config.feature_matching:
+                    objective += self.config.feature_matching * feature_distance(tf.stop_gradient(real_features), features)
             scaled = self.g_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
         self.g_optimizer.apply(gradients, self.generator_variables)
         return loss
 
-    def _train_step(self, real, step, labels=None):
-        """One step on `real`, d_steps batches one after another (with their `labels` in a conditional run);
-        `step` picks the noise and augmentation, so the same seed and step give the same update."""
+    def _train_step(self, real, step, labels=None, labelled=None):
+        """One step on `real`, d_steps batches one after another (with their `labels` in a conditional run,
+        and `labelled`, (images, classes) as many, in a semi-supervised one); `step` picks the noise and
+        augmentation, so the same seed and step give the same update."""
         d_steps, g_steps = self.config.d_steps, self.config.g_steps
         batch_size = tf.shape(real)[0] // d_steps
         if self.config.halve_generator_lr_at is not None:
@@ -220,6 +249,12 @@ class Trainer:
         }
         if labels is not None:
             inputs["labels"] = tf.reshape(tf.cast(labels, tf.int32), [d_steps, batch_size])
+        if labelled is not None:
+            images, classes = labelled
+            inputs["labelled"] = tf.reshape(images, [d_steps, batch_size, *images.shape[1:]])
+            inputs["classes"] = tf.reshape(tf.cast(classes, tf.int32), [d_steps, batch_size])
+            inputs["labelled_draws"] = tf.stack([self.augmentation_draws(batch_size, step, update, parts=(3,))[0]
+                                                 for update in range(d_steps)])
         if self.loss.penalized:
             inputs["mix"] = tf.stack([self.penalty_mix(batch_size, step, update) for update in range(d_steps)])
         values = self._updates(inputs)
@@ -252,9 +287,12 @@ class Trainer:
         labels = mine.get("labels")
         d_values = []
         for update in range(self.config.d_steps):
+            labelled = None
+            if "labelled" in mine:
+                labelled = (mine["labelled"][update], mine["classes"][update], mine["labelled_draws"][update])
             values, real_features = self._discriminator_step(
                 mine["real"][update], mine["d_noise"][update], mine["real_draws"][update], mine["fake_draws"][update],
-                None if labels is None else labels[update], mine["mix"][update] if "mix" in mine else None)
+                None if labels is None else labels[update], mine["mix"][update] if "mix" in mine else None, labelled)
             d_values.append(values)
         # Each generator update draws the classes of one of the step's real batches, in turn.
         g_losses = [self._generator_step(mine["g_noise"][update], mine["g_draws"][update], real_features,

@@ -19,9 +19,10 @@ from dcgan.files import FolderLock, writable_folder
 from dcgan.image_folders import ImageFolder
 from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM
-from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, STEP_VALUES, EventLog, HealthCheck, Progress
+from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, EventLog, HealthCheck, Progress, metrics_columns
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
 from dcgan.presets import saved_config, shown
+from dcgan.semi_supervised import choose_labelled, labelled_batch
 from dcgan.trainer import Trainer
 from dcgan.weights import (PREVIOUS_RUN, RUN_FILE, complete_folder, drop_previous_run, load_checkpoint, remove_leftovers,
                            save_checkpoint, set_aside_run, settle_previous_run)
@@ -78,6 +79,20 @@ class Batches:
         return self.orders[epoch]
 
 
+class LabelledBatches:
+    """A semi-supervised run's labelled images, `config.labelled` of them chosen from the seed, and each step's
+    batch of them: (images, classes) for every discriminator update, a pure function of (seed, step)."""
+
+    def __init__(self, images, labels, class_names, config):
+        chosen = choose_labelled(labels, config.labelled, config.seed, class_names)
+        self.images, self.labels = np.asarray(images[chosen]), labels[chosen]
+        self.seed, self.size = config.seed, config.step_images
+
+    def __call__(self, step):
+        pick = labelled_batch(self.seed, step, len(self.labels), self.size)
+        return self.images[pick], self.labels[pick]
+
+
 def sample_noise(seed, count, latent_dim=LATENT_DIM):
     """The fixed noise batch behind every sample grid of a run."""
     return np.random.default_rng([seed, 2**31]).uniform(-1, 1, (count, latent_dim)).astype(np.float32)
@@ -92,6 +107,7 @@ def train(config, resume=False):
     config.check()  # every setting, before a folder is read or TensorFlow runs
     use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
     images, labels, class_names = load_training_data(config)
+    labelled_at = LabelledBatches(images, labels, class_names, config) if config.semi_supervised else lambda step: None
     if config.steps_per_epoch(len(images)) == 0:
         raise UserError(
             f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
@@ -124,16 +140,16 @@ def train(config, resume=False):
             print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
                   "saves its first checkpoint, and put back if this run fails before that")
         try:
-            return _train(config, resume, images, labels, class_names, weights_dir, samples_dir)
+            return _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir)
         except BaseException:
             if replacing:
                 settle_previous_run(weights_dir)
             raise
 
 
-def _train(config, resume, images, labels, class_names, weights_dir, samples_dir):
+def _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir):
     trainer = Trainer(config, images.shape[1:], classes=len(class_names or ()))
-    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels)
+    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels if config.conditioning else None)
     steps_per_epoch = batches.steps_per_epoch
     run_info = {
         "config": dataclasses.asdict(config),
@@ -141,14 +157,17 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
         "latent_dim": trainer.latent_dim,
         "dataset_size": len(images),
         "steps_per_epoch": steps_per_epoch,
-        **({"class_names": class_names} if class_names else {}),
+        **({"class_names": class_names} if config.conditioning else {}),
+        **({"classifier_class_names": class_names} if config.semi_supervised else {}),
     }
     step = 0
     if resume:
         step = load_checkpoint(weights_dir, trainer, check=lambda saved: check_resumable(config, run_info, saved))["step"]
     total_steps = config.total_steps(steps_per_epoch)
     metrics_path = weights_dir / METRICS_FILE
-    elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"})
+    columns = metrics_columns(classifies=bool(config.semi_supervised))
+    elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"},
+                                     columns)
     time_limit = math.inf if config.minutes is None else 60 * config.minutes
     if step >= total_steps or elapsed_before >= time_limit:
         print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps} after "
@@ -163,11 +182,11 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
     )
 
     # The fixed inputs of every grid: conditional, one row per class with the same noise down each column.
-    if class_names:
-        fixed_labels, columns = grid_labels(len(class_names), config.sample_count)
-        fixed_inputs = [np.tile(sample_noise(config.seed, columns), (len(fixed_labels) // columns, 1)), fixed_labels]
+    if config.conditioning:
+        fixed_labels, grid_columns = grid_labels(len(class_names), config.sample_count)
+        fixed_inputs = [np.tile(sample_noise(config.seed, grid_columns), (len(fixed_labels) // grid_columns, 1)), fixed_labels]
     else:
-        fixed_inputs, columns = sample_noise(config.seed, config.sample_count), None
+        fixed_inputs, grid_columns = sample_noise(config.seed, config.sample_count), None
     last_saved = step if resume else None
 
     def save(step, epoch):
@@ -185,7 +204,7 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
 
     def sample(step, epoch):
         grid = trainer.sampling_generator()(fixed_inputs, training=False).numpy()
-        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png", columns)
+        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png", grid_columns)
         if events:
             events.grid(step, grid)
         return health.after_grid(step, grid)
@@ -197,7 +216,8 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
         try:
             while True:
                 epoch = step // steps_per_epoch + 1
-                step_values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step))
+                step_values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step),
+                                                 labelled_at(step))
                 values = {k: float(v) for k, v in step_values.items()}
                 step += 1
                 for name in ("d_loss", "g_loss"):
@@ -207,7 +227,7 @@ def _train(config, resume, images, labels, class_names, weights_dir, samples_dir
                             f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
                         )
                 elapsed = progress.elapsed()  # the run's training time, its earlier minutes included
-                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in STEP_VALUES), f"{elapsed:.3f}"])
+                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in columns[2:-1]), f"{elapsed:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
                 warnings = [health.after_step(step, values)]
@@ -297,7 +317,7 @@ def use_threads(count=None):
 FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "architecture", "loss", "clip", "gp_weight",
                    "d_steps", "g_steps", "activation", "optimizer", "lr", "beta1", "beta2", "generator_lr",
                    "halve_generator_lr_at", "ema", "augment", "augment_target", "fake_batch_norm", "feature_matching",
-                   "batch_size", "seed", "sample_count", "mixed_precision", "conditioning")
+                   "batch_size", "seed", "sample_count", "mixed_precision", "conditioning", "semi_supervised", "labelled")
 
 
 def check_resumable(config, run_info, saved):
@@ -314,7 +334,7 @@ def check_resumable(config, run_info, saved):
                 f"cannot resume with {option} {shown(getattr(config, name))}: the saved run used {shown(settings[name])}; "
                 f"leave {option} out to keep it, or start a new run in another --weights-dir"
             )
-    for name in ("image_shape", "latent_dim", "dataset_size", "class_names"):
+    for name in ("image_shape", "latent_dim", "dataset_size", "class_names", "classifier_class_names"):
         if run_info.get(name) != saved.get(name):
             raise UserError(
                 f"cannot resume: the saved run had {name} {saved[name]}, now it is {run_info[name]}; "
@@ -322,8 +342,8 @@ def check_resumable(config, run_info, saved):
             )
 
 
-def restart_metrics(path, step, fill):
-    """Keep the metrics rows up to `step` (a killed run may have logged steps past its checkpoint).
+def restart_metrics(path, step, fill, columns=METRICS_COLUMNS):
+    """Keep the metrics rows up to `step` (a killed run may have logged steps past its checkpoint), under `columns`.
 
     Columns an earlier dcgan did not write take their value from `fill`, {column: text}: a run
     saved then had a constant augment probability. Returns the elapsed seconds at `step`, so the
@@ -339,7 +359,7 @@ def restart_metrics(path, step, fill):
             raise UserError(f"{path} is damaged; move it aside to resume with new metrics (its curves and "
                             "minutes start again from this step)") from None
     with open(path, "w", newline="") as file:
-        csv.writer(file).writerows([METRICS_COLUMNS, *([row.get(name, fill.get(name)) for name in METRICS_COLUMNS] for row in rows)])
+        csv.writer(file).writerows([columns, *([row.get(name, fill.get(name)) for name in columns] for row in rows)])
     return elapsed if rows else 0.0
 
 

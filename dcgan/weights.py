@@ -230,10 +230,11 @@ def run_info_problem(run_info):
         return f"step is {run_info['step']!r}, not a whole number"
     if not whole(run_info.get("latent_dim"), 1):
         return "latent_dim is missing"
-    names = run_info.get("class_names")
-    if names is not None or run_info["config"].get("conditioning") is not None:
-        if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
-            return f"class_names is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
+    for key, setting in (("class_names", "conditioning"), ("classifier_class_names", "semi_supervised")):
+        names = run_info.get(key)
+        if names is not None or run_info["config"].get(setting) is not None:
+            if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
+                return f"{key} is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
     probability = run_info.get("augment_probability", 0.0)
     if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
         return f"augment_probability is {probability!r}, not a number from 0 to 1"
@@ -272,19 +273,34 @@ def load_discriminator(weights_dir="weights"):
     return _load_model(weights_dir, "discriminator")
 
 
+def load_classifier(weights_dir="weights"):
+    """A semi-supervised run's classifier: images -> the probability of each class named in run.json's
+    `classifier_class_names`."""
+    from dcgan.semi_supervised import build_classifier
+
+    if not read_run_info(weights_dir)["config"].get("semi_supervised"):
+        raise UserError(f"{weights_dir} holds no classifier: the run trained without --semi-supervised; "
+                        "train one with dcgan train --semi-supervised")
+    return build_classifier(load_discriminator(weights_dir))
+
+
 def _load_model(weights_dir, role):
-    from dcgan.conditioning import conditioning_of  # Keras loads only when a model is needed: reading a run stays quick
+    # Keras loads only when a model is needed: reading a run stays quick.
+    from dcgan.conditioning import conditioning_of
+    from dcgan.semi_supervised import SEMI_SUPERVISIONS
 
     weights_dir = complete_folder(weights_dir)
     run_info = read_run_info(weights_dir)
     settings = saved_config(run_info)
     conditioning = conditioning_of(settings["conditioning"])
-    models = {"classes": len(run_info.get("class_names", ())), "image_shape": run_info["image_shape"],
+    classes = run_info.get("class_names") or run_info.get("classifier_class_names") or ()
+    models = {"classes": len(classes), "image_shape": run_info["image_shape"],
               "activation": settings["activation"], "architecture": settings["architecture"]}
     if role == "generator":
         model = conditioning.build_generator(latent_dim=run_info["latent_dim"], **models)
     else:
-        model = conditioning.build_discriminator(loss=settings["loss"], **models)
+        judging = SEMI_SUPERVISIONS.get(settings["semi_supervised"]) or conditioning
+        model = judging.build_discriminator(loss=settings["loss"], **models)
     _load_weights(model, Path(weights_dir) / f"{role}.weights.h5")
     return model
 

@@ -141,6 +141,22 @@ def test_evaluate_errors_are_one_line(trained, tmp_path, classifier_cache):
         assert "Traceback" not in result.stderr and message in result.stderr.strip().splitlines()[-1], result.stderr
 
 
+def test_a_folder_of_class_subfolders_is_labelled_by_subfolder_at_the_size_asked(tmp_path):
+    for name, shade, count in (("cats", 0, 10), ("dogs", 255, 5)):
+        (tmp_path / name).mkdir()
+        for index in range(count):
+            Image.new("RGB", (40, 40), (shade,) * 3).save(tmp_path / name / f"{index}.png")
+    data = load_labelled(str(tmp_path), image_size=16, channels=3)
+    assert data.train_images.shape == (12, 16, 16, 3) and data.test_images.shape == (3, 16, 16, 3)
+    assert sorted(data.test_labels.tolist()) == [0, 0, 1], "a fifth of each class is held out"
+    for images, labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
+        np.testing.assert_array_equal(images.mean(axis=(1, 2, 3)), np.where(labels == 0, -1, 1))  # cats black, dogs white
+    image_bytes = 16 * 16 * 3 * 4
+    shared = load_labelled(str(tmp_path), image_size=16, channels=3, memory_limit=10 * image_bytes)
+    assert len(shared.train_labels) + len(shared.test_labels) == 10, "a folder too big for memory is scored on a share"
+    np.testing.assert_array_equal(shared.train_images.mean(axis=(1, 2, 3)), np.where(shared.train_labels == 0, -1, 1))
+
+
 def test_unlabelled_data_is_refused_with_a_way_out(tmp_path):
     path = tmp_path / "images-idx3-ubyte"
     path.write_bytes(b"\0\0\x08\x03" + (1).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(784))

@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 import dcgan
+from cli import main
 from dcgan import UserError, generate, load_discriminator, load_generator
 from dcgan.datasets import load_dataset
 from dcgan.image_folders import ImageFolder
@@ -145,9 +147,9 @@ def test_train_command_on_a_colour_folder(tmp_path):
                        "--weights-dir", "w", "--samples-dir", "s", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Training on 6 images (32x32x3) from pictures" in result.stdout
-    nice = run_dcgan("generate", "--weights-dir", "w", "--nice", "--batch-size", 4, "--nice-factor", 2,
-                     "--seed", 0, "--output", "nice.png", cwd=tmp_path)
-    assert nice.returncode == 0, nice.stderr
+    nice = CliRunner().invoke(main, ["generate", "--weights-dir", tmp_path / "w", "--nice", "--batch-size", 4,
+                                     "--nice-factor", 2, "--seed", 0, "--output", tmp_path / "nice.png"])
+    assert nice.exit_code == 0, nice.output
     with Image.open(tmp_path / "nice.png") as png:
         assert png.mode == "RGB" and png.size == (2 * 32, 2 * 32)
     bad = run_dcgan("train", "--dataset", "pictures", "--channels", 2, cwd=tmp_path)
