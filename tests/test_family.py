@@ -54,7 +54,10 @@ def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks
     pool_scores = load_discriminator(weights)(pool, training=False).numpy()[:, 0]
     np.testing.assert_allclose(best_scores, np.sort(pool_scores)[::-1][:3], atol=1e-5)
 
-    # Stopped at step 2 and resumed, step 3 is the straight run's, bit for bit.
+    # Stopped at step 2 and resumed, step 3 is the straight run's, bit for bit: every loss on the paper's
+    # models, every architecture in the default game (each combination would double this test's time).
+    if architecture != "dcgan" and loss != "bce":
+        return
     split = dcgan.train(tiny_config(tmp_path / "split", steps=2, **settings))
     assert all(not np.array_equal(a, b) for a, b in
                zip(split.discriminator.get_weights()[:1], straight.discriminator.get_weights()[:1])), "step 3 trained"

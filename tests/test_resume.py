@@ -270,18 +270,17 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     ({"augment": "none", "generator_lr": None}, ("augment", "generator_lr"), {"preset": "fast", "augment": "none", "generator_lr": None},
      [(["--augment", "cutout"], "--augment cutout: the saved run used none"),
       (["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none")]),
-    # One from before augmentation adapted augmented every image, and logged no augment probability.
-    ({"augment_target": None}, ("augment_target",), {"preset": "fast", "augment": "translation,cutout", "augment_target": None},
-     [(["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none")]),
-    # One from before fake_batch_norm drew the discriminator's generated images as the classic does.
-    ({"augment_target": None, "fake_batch_norm": "moving"}, ("fake_batch_norm",), {"preset": "fast", "fake_batch_norm": "moving"},
-     [(["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving")]),
-    # One from before feature_matching trained without it.
-    ({"augment_target": None, "feature_matching": 0.0}, ("feature_matching",), {"preset": "fast", "feature_matching": 0.0},
-     [(["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0")]),
-    # One from before halve_generator_lr_at kept the generator's rate.
-    ({"augment_target": None, "halve_generator_lr_at": None}, ("halve_generator_lr_at",), {"preset": "fast", "halve_generator_lr_at": None},
-     [(["--halve-generator-lr-at", "4000"], "--halve-generator-lr-at 4000: the saved run used none")]),
+    # One from before augmentation adapted augmented every image, and logged no augment probability; from
+    # before fake_batch_norm it drew the discriminator's generated images as the classic does; from before
+    # feature_matching it trained without it, and from before halve_generator_lr_at it kept the generator's rate.
+    ({"augment_target": None, "fake_batch_norm": "moving", "feature_matching": 0.0, "halve_generator_lr_at": None},
+     ("augment_target", "fake_batch_norm", "feature_matching", "halve_generator_lr_at"),
+     {"preset": "fast", "augment": "translation,cutout", "augment_target": None, "fake_batch_norm": "moving",
+      "feature_matching": 0.0, "halve_generator_lr_at": None},
+     [(["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none"),
+      (["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving"),
+      (["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0"),
+      (["--halve-generator-lr-at", "4000"], "--halve-generator-lr-at 4000: the saved run used none")]),
 ])
 def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
