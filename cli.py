@@ -197,6 +197,11 @@ def main():
 @click.option("--devices", default=None,
               help="Split each batch across these TensorFlow devices, comma-separated (e.g. GPU:0,GPU:1), "
                    "with MirroredStrategy on one machine.  [default: one device]")
+@click.option("--workers", default=None,
+              help="Train one run on several machines: every worker's host:port, comma-separated, the same on each "
+                   "(MultiWorkerMirroredStrategy; or give TF_CONFIG).  [default: one process]")
+@click.option("--worker-index", type=int, default=None,
+              help="Which of --workers this machine is: 0, the chief, writes the run's files.")
 @click.option("--mixed-precision", is_flag=True, help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.")
 @click.option("--xla/--no-xla", default=None,
               help="Compile the training step with XLA.  [default: on with a single GPU; off on a CPU, where it is slower]")
@@ -229,7 +234,9 @@ def train(ctx, dry_run, resume, **options):
         options["conditioning"] = given["conditioning"] = (options["conditioning"] or CONDITIONINGS[0]) if conditional else None
     with user_errors():
         if resume:
-            config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), "overwrite": False, **given})
+            # Where it trains is this command's choice: a run of several workers may resume in one process.
+            where = {"overwrite": False, "workers": None, "worker_index": None}
+            config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), **where, **given})
         else:
             config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
         config.check()

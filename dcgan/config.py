@@ -4,6 +4,7 @@ import math
 import os
 import typing
 
+from dcgan.cluster import cluster_of
 from dcgan.errors import UserError
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
                            OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, augmentations, shown)
@@ -69,6 +70,9 @@ class TrainConfig:
     overwrite: bool = False  # replace a run already in weights_dir (its snapshots too)
     threads: int | None = None  # CPU threads for TensorFlow's ops; None uses every core
     devices: str | None = None  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
+    workers: str | None = None  # comma-separated host:port of every worker process of a run across machines
+    # (dcgan.cluster); None: one process, or the workers of the environment's TF_CONFIG
+    worker_index: int | None = None  # which of `workers` this process is; 0 is the chief, which writes the run's files
     mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
     xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
     logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
@@ -150,6 +154,7 @@ class TrainConfig:
             check_image_size(self.architecture, self.image_size)
         if self.semi_supervised:
             self._check_semi_supervised()
+        cluster_of(self)
         for owner, (name, _) in LOSS_SETTINGS.items():
             if getattr(self, name) is not None and owner != self.loss:
                 raise UserError(f"{_option(name)} applies only to --loss {owner}; leave it out with --loss {self.loss}")

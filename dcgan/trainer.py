@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from dcgan.augment import DRAWS_PER_AUGMENTATION, augment, augment_chosen
+from dcgan.cluster import cluster_of, join, settings_digest
 from dcgan.conditioning import conditioning_of
 from dcgan.datasets import IMAGE_SHAPE
 from dcgan.losses import LOSSES, gradient_penalty
@@ -36,7 +37,8 @@ class Trainer:
     - `feature_matching` adds `feature_distance` with that weight to the generator's loss;
     - with `ema` > 0, `average_generator` keeps a moving average of the generator's weights; it
       draws the samples and is what gets saved as the generator;
-    - `devices` splits each batch across them with MirroredStrategy; `mixed_precision` computes in
+    - `devices` splits each batch across them with MirroredStrategy, `workers` across every device of
+      several processes with MultiWorkerMirroredStrategy (dcgan.cluster); `mixed_precision` computes in
       float16 with float32 weights, scores and loss, and scales the losses; `xla` compiles the updates;
     - with `conditioning`, both models take the images' labels (`classes` of them; dcgan.conditioning),
       and the images generated in a step take the labels of the step's real images;
@@ -65,7 +67,11 @@ class Trainer:
         self.augment_target = config.augment_target if self.augmentations else None
         keras.utils.set_random_seed(config.seed)
         devices = config.devices.split(",") if config.devices else None
-        self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
+        cluster = cluster_of(config)
+        if cluster:
+            self.strategy = join(cluster, settings_digest(config))
+        else:
+            self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
             synchronized = self.strategy.num_replicas_in_sync > 1
@@ -90,7 +96,7 @@ class Trainer:
         self.train_step = tf.function(self._train_step)
         xla = config.xla
         if xla is None:
-            xla = bool(tf.config.list_physical_devices("GPU")) and not devices
+            xla = bool(tf.config.list_physical_devices("GPU")) and not devices and not cluster
         # XLA draws stateless random numbers differently, so only the updates are compiled with it.
         self._updates = tf.function(self._all_updates, jit_compile=xla)
 
@@ -311,9 +317,15 @@ def _replicas():
 
 def feature_distance(real_features, generated_features):
     """Squared distance between the mean features of real and generated images (feature matching,
-    Salimans et al. 2016): it grows when the generator draws some kinds of image too often and others too rarely."""
-    difference = tf.reduce_mean(tf.cast(real_features, tf.float32), 0) - tf.reduce_mean(tf.cast(generated_features, tf.float32), 0)
-    return tf.reduce_sum(tf.square(difference))
+    Salimans et al. 2016): it grows when the generator draws some kinds of image too often and others too rarely.
+
+    With the batch split across devices, the means are the whole batch's, as on one device: each
+    device's are averaged across them (a differentiable all-reduce)."""
+    means = [tf.reduce_mean(tf.cast(features, tf.float32), 0) for features in (real_features, generated_features)]
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        means = context.all_reduce("MEAN", means)
+    return tf.reduce_sum(tf.square(means[0] - means[1]))
 
 
 def make_optimizer(config, lr):

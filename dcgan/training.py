@@ -6,12 +6,14 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from dcgan.cluster import Agreement, cluster_of, join, lost_worker, settings_digest
 from dcgan.conditioning import grid_labels
 from dcgan.datasets import dataset_label, load_training_data
 from dcgan.errors import TrainingStopped, UserError
@@ -27,6 +29,11 @@ from dcgan.trainer import Trainer
 from dcgan.weights import (PREVIOUS_RUN, RUN_FILE, complete_folder, drop_previous_run, load_checkpoint, remove_leftovers,
                            save_checkpoint, set_aside_run, settle_previous_run)
 
+# What TensorFlow raises when a worker of a run stops answering in a collective.
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                      tf.errors.CancelledError)
+
+
 def epoch_order(seed, epoch, count):
     """The data order of one epoch, a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(count)
@@ -39,12 +46,16 @@ class Batches:
 
     Images read from disk (an ImageFolder) are read one step ahead, on another thread, while
     the current step trains. `labels_at(step)` gives the batches' `labels`, when there are any.
+    `share`, (part, parts): the worker `part` of `parts` trains on that share of each batch, so it reads
+    only those images; the others' rows are zeros.
     """
 
-    def __init__(self, images, seed, batch_size, per_step=1, labels=None):
+    def __init__(self, images, seed, batch_size, per_step=1, labels=None, share=(0, 1)):
         self.images = images
         self.labels = labels
         self.seed = seed
+        self.batch_size = batch_size
+        self.share = share
         self.step_size = batch_size * per_step
         self.steps_per_epoch = len(images) // self.step_size
         self.reader = concurrent.futures.ThreadPoolExecutor(1) if isinstance(images, ImageFolder) else None
@@ -61,7 +72,14 @@ class Batches:
         return batch
 
     def read(self, step):
-        return self.images[self._chosen(step)]
+        chosen = self._chosen(step)
+        part, parts = self.share
+        if parts == 1:
+            return self.images[chosen]
+        mine = (np.arange(len(chosen)) % self.batch_size) // (self.batch_size // parts) == part
+        batch = np.zeros((len(chosen), *self.images.shape[1:]), np.float32)
+        batch[mine] = self.images[chosen[mine]]
+        return batch
 
     def labels_at(self, step):
         """The labels of the images of `step`; None without labels."""
@@ -106,6 +124,14 @@ def train(config, resume=False):
     """
     config.check()  # every setting, before a folder is read or TensorFlow runs
     use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
+    cluster = cluster_of(config)
+    if cluster:
+        # MultiWorkerMirroredStrategy gives every worker as many devices as this one: all its GPUs, or its CPU.
+        replicas = len(cluster.workers) * max(1, len(tf.config.list_physical_devices("GPU")))
+        if config.batch_size % replicas:
+            raise UserError(f"batch size {config.batch_size} does not split evenly across the {replicas} devices of "
+                            f"{len(cluster.workers)} workers; use a multiple of {replicas}")
+        join(cluster, settings_digest(config))
     images, labels, class_names = load_training_data(config)
     labelled_at = LabelledBatches(images, labels, class_names, config) if config.semi_supervised else lambda step: None
     if config.steps_per_epoch(len(images)) == 0:
@@ -120,6 +146,10 @@ def train(config, resume=False):
         check_devices(config.devices)
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
+    if cluster and not cluster.chief:
+        # It writes nothing of the run: it reads the chief's folder to resume, and saves where it throws the save away.
+        return _train(config, resume, images, labels, class_names, labelled_at, Path(config.weights_dir),
+                      Path(config.samples_dir), cluster)
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
     if config.logdir:
@@ -140,16 +170,19 @@ def train(config, resume=False):
             print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
                   "saves its first checkpoint, and put back if this run fails before that")
         try:
-            return _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir)
+            return _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir, cluster)
         except BaseException:
             if replacing:
                 settle_previous_run(weights_dir)
             raise
 
 
-def _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir):
+def _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir, cluster):
     trainer = Trainer(config, images.shape[1:], classes=len(class_names or ()))
-    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels if config.conditioning else None)
+    writes = cluster is None or cluster.chief  # the run's files: only the chief of several workers writes them
+    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels if config.conditioning else None,
+                      (cluster.index, len(cluster.workers)) if cluster else (0, 1))
+    agree = Agreement(trainer.strategy) if cluster else None
     steps_per_epoch = batches.steps_per_epoch
     run_info = {
         "config": dataclasses.asdict(config),
@@ -166,8 +199,12 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
     total_steps = config.total_steps(steps_per_epoch)
     metrics_path = weights_dir / METRICS_FILE
     columns = metrics_columns(classifies=bool(config.semi_supervised))
-    elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"},
-                                     columns)
+    elapsed_before = 0.0
+    if writes:
+        elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"},
+                                         columns)
+    if agree:  # the workers start from the same step, and count the chief's minutes
+        elapsed_before = agree.on_start(step, elapsed_before, cluster)
     time_limit = math.inf if config.minutes is None else 60 * config.minutes
     if step >= total_steps or elapsed_before >= time_limit:
         print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps} after "
@@ -178,7 +215,8 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
         f"({'x'.join(map(str, images.shape[1:]))}) from {dataset_label(config.dataset)}: "
         f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch)"
         f"{'' if config.minutes is None else f' or {config.minutes:g} minutes in all, whichever comes first'}; "
-        f"weights in {weights_dir}, samples in {samples_dir}"
+        + (f"weights in {weights_dir}, samples in {samples_dir}" if writes else
+           f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and samples")
     )
 
     # The fixed inputs of every grid: conditional, one row per class with the same noise down each column.
@@ -193,16 +231,25 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
         nonlocal last_saved
         if last_saved == step:
             return
-        save_checkpoint(weights_dir, trainer, {**run_info, "step": step, "epoch": epoch}, config.keep)
-        if last_saved is None:
-            drop_previous_run(weights_dir)  # a run replaced by --overwrite: this one can stand in for it now
+        info = {**run_info, "step": step, "epoch": epoch}
+        if writes:
+            save_checkpoint(weights_dir, trainer, info, config.keep)
+            if last_saved is None:
+                drop_previous_run(weights_dir)  # a run replaced by --overwrite: this one can stand in for it now
+        else:
+            # Every worker takes part in a save, as TensorFlow asks (reading a variable may need them all);
+            # only the chief's is kept.
+            with tempfile.TemporaryDirectory(prefix="dcgan-worker-") as scratch:
+                save_checkpoint(scratch, trainer, info, config.keep)
         last_saved = step
 
     health = HealthCheck(images[epoch_order(config.seed, 0, len(images))[: config.sample_count]],
                          watch_winning=trainer.loss.warns_when_winning)
-    events = EventLog(config.logdir) if config.logdir else None
+    events = EventLog(config.logdir) if config.logdir and writes else None
 
     def sample(step, epoch):
+        if not writes:
+            return None
         grid = trainer.sampling_generator()(fixed_inputs, training=False).numpy()
         save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png", grid_columns)
         if events:
@@ -211,7 +258,7 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
 
     progress = Progress(step, total_steps, steps_per_epoch, config.epochs, config.step_images, elapsed_before, time_limit,
                         trainer.loss.wasserstein)
-    with open(metrics_path, "a", newline="") as metrics_file, StopOnSignal() as stop:
+    with open(metrics_path if writes else os.devnull, "a", newline="") as metrics_file, StopOnSignal() as stop:
         metrics = csv.writer(metrics_file)
         try:
             while True:
@@ -234,27 +281,39 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
                 if events:
                     events.scalars(step, {**values, "images_per_second": progress.images_per_second()})
                 last_step = step == total_steps or elapsed >= time_limit
-                if last_step or stop.signal_name:
+                stopped_by = stop.signal_number
+                if agree:  # every worker ends or stops at the same step, whichever asked
+                    last_step, stopped_by = agree(last_step, stopped_by)
+                if last_step or stopped_by:
                     progress.finish()
                 # One grid per sample_every steps however short the epochs, and one where the run ends or stops.
-                if step % config.sample_every == 0 or last_step or stop.signal_name:
+                if step % config.sample_every == 0 or last_step or stopped_by:
                     warnings.append(sample(step, epoch))
                 for warning in filter(None, warnings):
                     progress.warn(warning)
-                if step % config.save_every == 0 or last_step or stop.signal_name:
+                if step % config.save_every == 0 or last_step or stopped_by:
                     save(step, epoch)
                 if last_step:
                     break
-                if stop.signal_name:
-                    draw_run_pictures(weights_dir, samples_dir)
+                if stopped_by:
+                    if writes:
+                        draw_run_pictures(weights_dir, samples_dir)
+                    name = signal.Signals(stopped_by).name
                     raise TrainingStopped(
-                        f"Stopped by {stop.signal_name} at step {step}; checkpoint saved in {weights_dir}. "
-                        f"Continue with: dcgan train --resume --weights-dir {weights_dir}",
-                        stop.signal_number,
+                        f"Stopped by {name if stop.signal_number else name + ' on another worker'} at step {step}; "
+                        f"checkpoint saved in {weights_dir}. Continue with: dcgan train --resume --weights-dir {weights_dir}",
+                        stopped_by,
                     )
-            draw_run_pictures(weights_dir, samples_dir)
+            if writes:
+                draw_run_pictures(weights_dir, samples_dir)
+        except LOST_WORKER_ERRORS as error:
+            if cluster is None:
+                raise
+            raise UserError(f"{lost_worker(cluster, error)} stopped answering after step {step}, so this worker stopped "
+                            f"too; {_last_checkpoint(last_saved, weights_dir)}. Start every worker again with --resume") from None
         except OSError as error:
-            remove_leftovers(weights_dir)
+            if writes:
+                remove_leftovers(weights_dir)
             raise UserError(
                 f"writing {error.filename or 'to disk'} failed at step {step} ({error.strerror or error}); "
                 f"{_last_checkpoint(last_saved, weights_dir)}. Free some space or fix the folder, then continue with --resume"
@@ -262,8 +321,9 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
         finally:
             if events:
                 events.close()
-    print(f"Done: step {step} after {progress.elapsed():.0f} s of training; weights in {weights_dir}; "
-          f"grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}")
+    print(f"Done: step {step} after {progress.elapsed():.0f} s of training; " +
+          (f"weights in {weights_dir}; grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}" if writes else
+           f"the chief, {cluster.name(0)}, wrote the weights and samples"))
     return trainer
 
 

@@ -200,7 +200,7 @@ def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(t
     assert (saved["plan"]["from_step"], saved["plan"]["to_step"]) == (6, 7)
     result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--batch-size", 16)
     assert_one_line_error(result, "cannot resume with --batch-size 16: the saved run used 8")
-    for option, value, saved in (("--loss", "wgan", "bce"), ("--architecture", "mlp", "classic"), ("--d-steps", 5, 1),
+    for option, value, saved in (("--loss", "wgan", "bce"), ("--architecture", "classic", "mlp"), ("--d-steps", 5, 1),
                                  ("--g-steps", 2, 1)):
         result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", option, value)
         assert_one_line_error(result, f"cannot resume with {option} {value}: the saved run used {saved}")

@@ -84,7 +84,7 @@ def test_bad_folders_get_one_clear_line(tmp_path, capsys):
     make_folder(mixed / "big", count=2, size=100, seed=1)
     assert load_dataset(str(mixed), image_size=64).shape == (4, 64, 64, 3), "mixed sizes are each resized"
     with pytest.raises(UserError, match="image size 30 is not supported; use one of 16, 20, 24, 28, 32"):
-        dcgan.train(tiny_config(tmp_path / "run", dataset=str(mixed), image_size=30))
+        dcgan.train(tiny_config(tmp_path / "run", dataset=str(mixed), image_size=30, architecture="classic"))
     with pytest.raises(UserError, match="apply to folders of PNG or JPEG images"):
         load_dataset("mnist-sample", image_size=32)
 

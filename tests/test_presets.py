@@ -51,7 +51,7 @@ def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
     steps = 3
 
     def config_for(preset):
-        return tiny_config(tmp_path / preset, preset=preset, steps=steps)
+        return tiny_config(tmp_path / preset, preset=preset, architecture="classic", steps=steps)
 
     config = config_for("classic")
     reference = classic_keras_loop(Trainer(config), load_dataset("mnist-sample"), steps, config.batch_size)

@@ -77,7 +77,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"feature_matching": 0.5}, "--feature-matching 0.5: the saved run used 1.0"),
     ({"halve_generator_lr_at": 10}, "--halve-generator-lr-at 10: the saved run used 4000"),
     ({"loss": "hinge"}, "--loss hinge: the saved run used bce"),
-    ({"architecture": "dcgan"}, "--architecture dcgan: the saved run used classic"),
+    ({"architecture": "dcgan"}, "--architecture dcgan: the saved run used mlp"),
     ({"d_steps": 2}, "--d-steps 2: the saved run used 1"),
     ({"g_steps": 3}, "--g-steps 3: the saved run used 1"),
     ({"beta2": 0.9}, "--beta2 0.9: the saved run used 0.999"),
@@ -133,7 +133,7 @@ def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
 
 def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # An absurd learning rate overflows float32 on the second step.
-    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38, preset="classic")  # SGD: finite for one step
+    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38, preset="classic", architecture="classic")  # SGD: finite for one step
     with pytest.raises(UserError, match=r"d_loss became (inf|nan) at step 2.*last good checkpoint \(step 1\)"):
         dcgan.train(config)
     assert snapshot_steps(tmp_path / "weights") == [1]
@@ -143,8 +143,8 @@ def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path)
 
 
 def start_training(folder, *args, limit_file_size=None, stderr=subprocess.PIPE):
-    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "4",
-               "--sample-every", "1000", *map(str, args)]
+    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--architecture", "mlp",
+               "--batch-size", "4", "--sample-every", "1000", *map(str, args)]
     limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size,) * 2)) if limit_file_size else None
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
 
@@ -200,7 +200,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
     said = (tmp_path / "stderr.txt").read_text()
     assert "Stopped by SIGINT" not in said, "it finished the save instead of quitting"
     assert said.strip().splitlines()[-1].startswith("SIGINT again: quit at once"), said
-    trainer = Trainer(TrainConfig())  # the command's defaults
+    trainer = Trainer(TrainConfig(architecture="mlp"))  # the command's defaults but the models
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
 
@@ -216,7 +216,7 @@ def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_pat
         process.kill()
         process.communicate()
         steps = snapshot_steps(tmp_path / "weights")
-        trainer = Trainer(TrainConfig())  # the command's defaults
+        trainer = Trainer(TrainConfig(architecture="mlp"))  # the command's defaults but the models
         assert load_checkpoint(tmp_path / "weights", trainer)["step"] == steps[-1], f"attempt {attempt}"
         load_generator(tmp_path / "weights")
     last = snapshot_steps(tmp_path / "weights")[-1]
