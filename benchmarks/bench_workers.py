@@ -13,12 +13,13 @@ a 10 Gbit/s link for 2, 4 and 8 machines.
 import argparse
 import csv
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from dcgan.cluster import local_workers
 
 LINK_BYTES_PER_SECOND = 10e9 / 8
 # A ring all-reduce's latency per hop on a data-centre network, assumed: 2 (N - 1) hops a reduction.
@@ -27,16 +28,6 @@ HOP_SECONDS = 50e-6
 
 def dcgan_command():
     return str(Path(sys.executable).parent / "dcgan")
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("localhost", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
 
 
 def seconds_a_step(weights_dir):
@@ -53,7 +44,7 @@ def train(folder, workers, batch_size, steps, preset):
         subprocess.run([dcgan_command(), *common, "--weights-dir", f"{folder}/one", "--samples-dir", f"{folder}/one-samples"],
                        check=True, capture_output=True)
         return seconds_a_step(f"{folder}/one")
-    addresses = ",".join(f"localhost:{port}" for port in free_ports(workers))
+    addresses = local_workers(workers)
     processes = [subprocess.Popen([dcgan_command(), *common, "--workers", addresses, "--worker-index", str(index),
                                    "--weights-dir", f"{folder}/many", "--samples-dir", f"{folder}/many-samples"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in range(workers)]

@@ -5,6 +5,8 @@ Every worker runs the same `dcgan train` command with `--workers host:port,...` 
 `--worker-index` (or a TF_CONFIG that says the same); worker 0 is the chief, the only one that
 writes the run's files. Each step's batch is the one a single process would train on, split
 evenly across every worker's devices.
+
+TensorFlow is imported only where it is used: TrainConfig.check() reads the cluster settings before it starts.
 """
 import dataclasses
 import functools
@@ -19,9 +21,6 @@ from dcgan.errors import UserError
 
 # How long a worker waits for all the others to start before it gives up: time to start the command on each machine.
 JOIN_SECONDS = 120.0
-# A worker that stops answering in training is noticed by TensorFlow's coordination service when it
-# misses its heartbeats, about 10 seconds (a killed process at once: its connections are refused).
-HEARTBEAT_SECONDS = 10
 # What every worker must run alike: the settings that change the run, and the versions that compute it.
 # The others may differ from machine to machine (where each writes or reads, its threads, its place).
 LOCAL_SETTINGS = ("worker_index", "threads", "weights_dir", "samples_dir", "logdir", "overwrite")
@@ -169,7 +168,7 @@ def _meet(cluster, digest, wait):
                 if index in others:
                     _check_same(cluster, index, their_digest, digest)
                     heard.add(index)
-            except (OSError, ValueError, TypeError):
+            except (OSError, ValueError, TypeError, AttributeError):
                 pass  # nobody called yet, a caller that hung up, or not a worker
             for index in sorted(others - reached):
                 try:
@@ -194,6 +193,17 @@ def _host_port(address):
     return host, int(port)
 
 
+def local_workers(count):
+    """A --workers list of `count` free ports on this machine: to try several workers on one machine."""
+    sockets = [socket.socket() for _ in range(count)]
+    for each in sockets:
+        each.bind(("localhost", 0))
+    ports = [each.getsockname()[1] for each in sockets]
+    for each in sockets:
+        each.close()
+    return ",".join(f"localhost:{port}" for port in ports)
+
+
 def lost_worker(cluster, error):
     """The worker a TensorFlow error of a collective blames, as words: one that stopped answering."""
     task = re.search(r"task:(\d+)", str(error))
@@ -210,15 +220,16 @@ class Agreement:
     def __init__(self, strategy):
         import tensorflow as tf
 
-        self.strategy = strategy
         self._sum = tf.function(lambda say: strategy.reduce("SUM", strategy.run(tf.identity, args=(say,)), axis=None))
         self._gather = tf.function(lambda say: strategy.gather(strategy.run(tf.identity, args=(say,)), axis=0))
 
     def __call__(self, ends, signal_number):
         """After a step: whether the run ends there (any worker's time is up), and the signal, if any worker
         got one, that stops them all there (SIGINT before SIGTERM)."""
+        import tensorflow as tf
+
         say = [float(ends), float(signal_number == signal.SIGINT), float(signal_number == signal.SIGTERM)]
-        ends, interrupted, terminated = self._sum(say).numpy() > 0
+        ends, interrupted, terminated = self._sum(tf.constant(say)).numpy() > 0
         return bool(ends), signal.SIGINT if interrupted else signal.SIGTERM if terminated else None
 
     def on_start(self, step, elapsed, cluster):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import dcgan
 from cli import main
 from dcgan import UserError
-from dcgan.cluster import Cluster, _meet
+from dcgan.cluster import Cluster, _meet, local_workers
 from dcgan.weights import read_run_info, snapshot_steps
 
 # The default preset (batch norm pooled across workers, adaptive augmentation, feature matching, the weight
@@ -36,20 +36,10 @@ def processes():
         process.communicate()
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for each in sockets:
-        each.bind(("localhost", 0))
-    ports = [each.getsockname()[1] for each in sockets]
-    for each in sockets:
-        each.close()
-    return ports
-
-
 def start_workers(processes, folder, *args, count=2, folders=lambda index: ("weights", "samples")):
     """`dcgan train` once for each of `count` workers on free localhost ports; `folders(index)`: that worker's
     weights and samples folders. Returns the processes and the --workers list."""
-    workers = ",".join(f"localhost:{port}" for port in free_ports(count))
+    workers = local_workers(count)
     command = [str(Path(sys.executable).parent / "dcgan"), "train", *OPTIONS, "--workers", workers, *map(str, args)]
     for index in range(count):
         weights, samples = folders(index)
@@ -140,8 +130,8 @@ def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_t
 
 
 def test_workers_that_never_answer_or_run_other_settings_are_named():
-    ports = free_ports(2)
-    workers = tuple(f"localhost:{port}" for port in ports)
+    workers = tuple(local_workers(2).split(","))
+    ports = [address.split(":")[1] for address in workers]
     started = time.monotonic()
     with pytest.raises(UserError, match=rf"^worker 1 \(localhost:{ports[1]}\) did not answer within 1 s"):
         _meet(Cluster(workers, 0), "{}", wait=1)
@@ -163,7 +153,7 @@ def test_workers_that_never_answer_or_run_other_settings_are_named():
     assert len(errors) == 2 and any("runs with other settings than" in error and "(lr)" in error for error in errors), errors
 
 
-PORTS = free_ports(3)
+PORTS = [address.split(":")[1] for address in local_workers(3).split(",")]
 WORKERS = f"localhost:{PORTS[0]},localhost:{PORTS[1]}"
 TRAIN = ["train", "--dataset", "mnist-sample", "--batch-size", "8", "--steps", "1", "--weights-dir", "{tmp}/weights"]
 CASES = [
@@ -197,7 +187,7 @@ def test_bad_cluster_settings_get_one_line_and_exit_1(tmp_path, name, command, m
     tf_config = TF_CONFIGS.get(name)
     environment = {"TF_CONFIG": tf_config if isinstance(tf_config, str) else json.dumps(tf_config)} if tf_config else {}
     with socket.socket() as holder:
-        holder.bind(("", PORTS[2]))  # what holds the port that "port-in-use" gives its worker
+        holder.bind(("", int(PORTS[2])))  # what holds the port that "port-in-use" gives its worker
         holder.listen()
         result = CliRunner().invoke(main, [part.format(tmp=tmp_path) for part in command], env=environment)
     assert result.exit_code == 1, result.output
