@@ -301,7 +301,8 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
                     name = signal.Signals(stopped_by).name
                     raise TrainingStopped(
                         f"Stopped by {name if stop.signal_number else name + ' on another worker'} at step {step}; "
-                        f"checkpoint saved in {weights_dir}. Continue with: dcgan train --resume --weights-dir {weights_dir}",
+                        f"checkpoint saved in {weights_dir}. Continue with: dcgan train --resume --weights-dir {weights_dir}"
+                        + (" and this worker's --workers and --worker-index, on every worker" if cluster else ""),
                         stopped_by,
                     )
             if writes:
