@@ -1,7 +1,9 @@
+import csv
 import fcntl
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,16 @@ def classifier_cache(tmp_path_factory):
         patch.setattr(evaluation, "CLASSIFIER_STEPS", 500)
         Scorer("mnist-sample", cache_dir=folder)
     return folder
+
+
+def metrics_rows(weights_dir):
+    """The rows of a run's metrics.csv, as dicts."""
+    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def wait_for(condition, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -20,12 +20,7 @@ from dcgan import TrainConfig, Trainer, UserError, load_discriminator, load_gene
 from dcgan.datasets import MNIST_SAMPLE
 from dcgan.weights import load_checkpoint, snapshot_steps
 
-from conftest import run_dcgan, tiny_config
-
-
-def metrics_rows(weights_dir):
-    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
+from conftest import metrics_rows, run_dcgan, tiny_config, wait_for
 
 
 def all_state(trainer):
@@ -147,13 +142,6 @@ def start_training(folder, *args, limit_file_size=None, stderr=subprocess.PIPE):
                "--batch-size", "4", "--sample-every", "1000", *map(str, args)]
     limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size,) * 2)) if limit_file_size else None
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
-
-
-def wait_for(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def logged_steps(folder):
