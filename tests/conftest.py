@@ -70,6 +70,12 @@ def metrics_rows(weights_dir):
         return list(csv.DictReader(file))
 
 
+def logged_steps(weights_dir):
+    """How many steps a run, perhaps still training, has written to metrics.csv so far."""
+    path = Path(weights_dir) / "metrics.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
 def wait_for(condition, timeout=120):
     deadline = time.monotonic() + timeout
     while not condition():

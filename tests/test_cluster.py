@@ -18,7 +18,7 @@ from dcgan import UserError
 from dcgan.cluster import Cluster, _meet, local_workers
 from dcgan.weights import read_run_info, snapshot_steps
 
-from conftest import metrics_rows, wait_for
+from conftest import logged_steps, metrics_rows, wait_for
 
 # The default preset (batch norm pooled across workers, adaptive augmentation, feature matching, the weight
 # average) with SGD, as the --devices test: Adam would magnify float32's other summing order into its steps.
@@ -96,12 +96,8 @@ def test_two_workers_train_as_one_process_only_the_chief_writes_and_resume_conti
 def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_the_other(tmp_path, processes):
     weights = tmp_path / "weights"
 
-    def logged():
-        path = weights / "metrics.csv"
-        return len(path.read_text().splitlines()) - 1 if path.exists() else 0
-
     (chief, worker), workers = start_workers(processes, tmp_path, "--steps", 100000, "--save-every", 100000)
-    wait_for(lambda: logged() >= 2, timeout=180)
+    wait_for(lambda: logged_steps(weights) >= 2, timeout=180)
     worker.send_signal(signal.SIGINT)
     (_, worker_err), (_, chief_err) = worker.communicate(timeout=60), chief.communicate(timeout=60)
     assert worker.returncode == chief.returncode == 128 + signal.SIGINT, chief_err
@@ -112,7 +108,7 @@ def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_t
 
     # Resumed, then worker 1 killed: the chief stops within the heartbeat's bound, naming it, and the checkpoint stays.
     (chief, worker), workers = start_workers(processes, tmp_path, "--resume", "--steps", 100000, "--save-every", 100000)
-    wait_for(lambda: logged() >= step + 2, timeout=180)
+    wait_for(lambda: logged_steps(weights) >= step + 2, timeout=180)
     worker.kill()
     killed = time.monotonic()
     _, chief_err = chief.communicate(timeout=60)

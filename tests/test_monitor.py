@@ -1,5 +1,4 @@
 """Watching a run: the per-step values, warnings, TensorBoard events, curves and the grid animation."""
-import csv
 import io
 import time
 from pathlib import Path
@@ -14,19 +13,14 @@ from dcgan.datasets import load_dataset
 from dcgan.monitor import STEP_VALUES, HealthCheck, Progress, clock, diversity
 from dcgan.plots import animate_grids, plot_curves, smooth
 
-from conftest import classic_trainer, run_dcgan, tiny_config
+from conftest import classic_trainer, metrics_rows, run_dcgan, tiny_config
 
 REAL = load_dataset("mnist-sample")[:64]
 
 
-def metrics(weights_dir):
-    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
 def test_metrics_hold_the_discriminators_accuracy_on_both_halves(trained):
     config, _ = trained
-    rows = metrics(config.weights_dir)
+    rows = metrics_rows(config.weights_dir)
     for row in rows:
         for name in ("d_acc_real", "d_acc_fake"):
             # A fraction of a batch of 8: a multiple of 1/8 in [0, 1].
@@ -135,7 +129,7 @@ def test_tensorboard_reads_the_scalars_and_sample_grids(trained):
     events.Reload()
     tags = events.Tags()
     assert set(tags["scalars"]) == {*STEP_VALUES, "images_per_second"}
-    rows = metrics(config.weights_dir)
+    rows = metrics_rows(config.weights_dir)
     d_loss = events.Scalars("d_loss")
     assert [e.step for e in d_loss] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([e.value for e in d_loss], [float(r["d_loss"]) for r in rows], rtol=1e-5)

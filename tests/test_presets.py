@@ -1,5 +1,4 @@
 """Presets and the settings they bundle: activation, optimizer, weight average; and a time limit."""
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -15,7 +14,7 @@ from dcgan.models import build_discriminator, build_generator
 from dcgan.presets import PRESETS
 from dcgan.training import Batches
 
-from conftest import classic_trainer, tiny_config
+from conftest import classic_trainer, metrics_rows, tiny_config
 
 
 def classic_keras_loop(initial, images, steps, batch_size):
@@ -177,8 +176,7 @@ def test_with_an_average_the_saved_generator_is_the_average_and_the_trained_one_
 
 
 def elapsed_seconds(config):
-    with open(Path(config.weights_dir) / "metrics.csv", newline="") as file:
-        return [float(row["elapsed_seconds"]) for row in csv.DictReader(file)]
+    return [float(row["elapsed_seconds"]) for row in metrics_rows(config.weights_dir)]
 
 
 def ends_at_the_first_step_past(limit, elapsed):

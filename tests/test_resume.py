@@ -20,7 +20,7 @@ from dcgan import TrainConfig, Trainer, UserError, load_discriminator, load_gene
 from dcgan.datasets import MNIST_SAMPLE
 from dcgan.weights import load_checkpoint, snapshot_steps
 
-from conftest import metrics_rows, run_dcgan, tiny_config, wait_for
+from conftest import logged_steps, metrics_rows, run_dcgan, tiny_config, wait_for
 
 
 def all_state(trainer):
@@ -144,15 +144,10 @@ def start_training(folder, *args, limit_file_size=None, stderr=subprocess.PIPE):
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
 
 
-def logged_steps(folder):
-    path = Path(folder) / "weights" / "metrics.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, signal_number):
     process = start_training(tmp_path, "--steps", 100000, "--save-every", 100000)
-    wait_for(lambda: logged_steps(tmp_path) >= 3)
+    wait_for(lambda: logged_steps(tmp_path / "weights") >= 3)
     process.send_signal(signal_number)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal_number, err
@@ -162,7 +157,7 @@ def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, sign
     stopped_at = int(last_line.split(" at step ")[1].split(";")[0])
     assert "dcgan train --resume --weights-dir weights" in err and "Traceback" not in err and "Error" not in err
     assert snapshot_steps(tmp_path / "weights") == [stopped_at]
-    assert logged_steps(tmp_path) == stopped_at
+    assert logged_steps(tmp_path / "weights") == stopped_at
     # Stopped before its first scheduled grid, it draws one where it stopped, and the curves and animation.
     grids = sorted(path.name for path in (tmp_path / "samples").glob("fakes_*.png"))
     assert grids == [f"fakes_epoch0001_step{stopped_at:07d}.png"]
