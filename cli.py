@@ -133,7 +133,7 @@ def main():
                    f"or mlp (the original GAN paper's fully connected pair).  [default: {preset_defaults('architecture')}]")
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default=None,
               help="The game: bce (non-saturating cross-entropy), wgan (weight clipping), wgan-gp (gradient penalty), "
-                   f"hinge or lsgan (least squares).  [default: {preset_defaults('loss')}]")
+                   f"hinge or lsgan (least squares).  [default: {preset_defaults('loss')}; bce with --semi-supervised]")
 @click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
               help=f"With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: {LOSS_SETTINGS['wgan'][1]:g}]")
 @click.option("--gp-weight", type=click.FloatRange(min=0), default=None,

@@ -21,9 +21,12 @@ from pathlib import Path
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
 
+# Every row but classic, adam and the hinge ones was measured when the fast preset played bce; this option keeps
+# them as they were.
+BCE = ["--loss", "bce"]
 # Every row but classic, adam and the fast ones was measured when the fast preset kept the generator's rate all
 # along; this option keeps them as they were.
-STEADY = ["--halve-generator-lr-at", "none"]
+STEADY = ["--halve-generator-lr-at", "none", *BCE]
 # Every row but classic, adam, no-feature-matching, steady-generator-lr and fast was measured when the fast preset
 # had no feature matching and drew the discriminator's generated images with batch norm's running averages; these
 # options keep them as they were.
@@ -45,9 +48,13 @@ CANDIDATES = {
     "steady-generator-lr": STEADY,
     "steady-generator-lr-seed-1": [*STEADY, "--seed", "1"],
     "steady-generator-lr-seed-2": [*STEADY, "--seed", "2"],
-    # The defaults: LeakyReLU, Adam (generator 0.0005, discriminator 0.0002), adaptive augmentation, generated images
-    # normalized with their batch's statistics, feature matching, a weight average, batch 64, the generator's rate
-    # halved at step 4,000.
+    # The defaults before they played hinge, from three seeds.
+    "fast-bce": BCE,
+    "fast-bce-seed-1": [*BCE, "--seed", "1"],
+    "fast-bce-seed-2": [*BCE, "--seed", "2"],
+    # The defaults: the hinge loss, LeakyReLU, Adam (generator 0.0005, discriminator 0.0002), adaptive augmentation,
+    # generated images normalized with their batch's statistics, feature matching, a weight average, batch 64, the
+    # generator's rate halved at step 4,000.
     "fast": [],
     # The defaults from other seeds: how far apart runs of them land.
     "fast-seed-1": ["--seed", "1"],
@@ -65,12 +72,13 @@ PAPERS = {
 CANDIDATES.update({f"{name}-{architecture}": [*options, "--architecture", architecture]
                    for name, options in PAPERS.items() for architecture in ("dcgan", "classic")})
 # The defaults' extras (adaptive augmentation, feature matching, the weight average, the rates) on the paper's models.
-CANDIDATES["fast-dcgan"] = ["--architecture", "dcgan"]
-# The defaults with another loss on the classic models.
+CANDIDATES["fast-dcgan"] = [*BCE, "--architecture", "dcgan"]
+# The defaults with each loss on the classic models, measured to choose the default's (fast-hinge is the same training
+# as fast, and fast-hinge-seed-1 as fast-seed-1).
 CANDIDATES.update({f"fast-{loss}": ["--loss", loss] for loss in ("hinge", "lsgan")})
 CANDIDATES.update({f"fast-{loss}-seed-1": ["--loss", loss, "--seed", "1"] for loss in ("hinge", "lsgan")})
 # The defaults trained on the labels, each way of giving the discriminator the class (docs/conditional.md).
-CANDIDATES.update({f"conditional-{conditioning}": ["--conditional", "--conditioning", conditioning]
+CANDIDATES.update({f"conditional-{conditioning}": [*BCE, "--conditional", "--conditioning", conditioning]
                    for conditioning in ("projection", "concat")})
 COLUMNS = ("| setting | minutes | step | Fréchet distance (floor) | × floor | classes | precision | recall "
            "| class accuracy | intra-class distance (floor) |")

@@ -7,7 +7,7 @@ import typing
 from dcgan.cluster import cluster_of
 from dcgan.errors import UserError
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
-                           OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, augmentations, shown)
+                           OPTIMIZERS, PRESETS, SEMI_SUPERVISED_LOSS, SEMI_SUPERVISIONS, augmentations, shown)
 from dcgan.sizes import check_image_size
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
@@ -86,10 +86,13 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset=DEFAULT_PRESET, **settings):
-        """The preset's settings, then `settings` over them."""
+        """The preset's settings, then `settings` over them; a semi-supervised run plays bce unless `settings` name a loss."""
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        return cls(preset=preset, **{**PRESETS[preset], **settings})
+        values = {**PRESETS[preset], **settings}
+        if values.get("semi_supervised") and "loss" not in settings:
+            values["loss"] = SEMI_SUPERVISED_LOSS
+        return cls(preset=preset, **values)
 
     @property
     def step_images(self):
@@ -165,9 +168,10 @@ class TrainConfig:
         if self.conditioning:
             raise UserError("--semi-supervised and --conditional do not combine: the first learns to classify images, "
                             "the second to draw a chosen class; choose one")
-        if self.loss != "bce":
-            raise UserError(f"--semi-supervised plays the bce game, its real-or-generated probability read from the class "
-                            f"logits (Salimans et al. 2016); leave out --loss {self.loss}")
+        if self.loss != SEMI_SUPERVISED_LOSS:
+            raise UserError(f"--semi-supervised plays the {SEMI_SUPERVISED_LOSS} game, its real-or-generated probability read "
+                            f"from the class logits (Salimans et al. 2016); leave out --loss {self.loss} (in Python: "
+                            f"TrainConfig.from_preset, or loss={SEMI_SUPERVISED_LOSS!r})")
 
 
 def settings_problem(settings):

@@ -156,7 +156,7 @@ class HealthCheck:
     """Spots the classic design's known failures while a run trains, and says what each means and what to try.
 
     - The discriminator wins outright: over `window` steps its loss stays near zero and it scores
-      generated images near zero, so the generator's gradient vanishes and its samples stop improving.
+      generated images low, so the generator learns little from it and its samples stop improving.
     - Collapse: the fixed-noise sample grid's images are near-copies of one another, a small fraction
       as far apart as real images are.
     Neither is checked in the first `warmup` steps: every generator starts by drawing the same gray
@@ -187,8 +187,8 @@ class HealthCheck:
         if self._newly("discriminator", winning):
             return (
                 f"warning: at step {step} the discriminator is winning outright: over the last {self.window} steps "
-                f"d_loss averaged {d_loss:.4f} and D(G(z)) {d_fake:.4f}. The generator gets almost no gradient, "
-                "so its samples stop improving (they often turn gray). Try a lower --lr, "
+                f"d_loss averaged {d_loss:.4f} and D(G(z)) {d_fake:.4f}. The generator learns little from a discriminator "
+                "this sure, so its samples stop improving (they often turn gray). Try a lower --lr, "
                 "or resume from a snapshot saved before this in a new run"
             )
         return None

@@ -1,12 +1,14 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
-"fast", the default, trains the classic models' layers with LeakyReLU instead of tanh, with Adam
-on batches of 64 (the generator faster than the discriminator, and at half its rate from step
+"fast", the default, plays the hinge game (as SNGAN and BigGAN) on the classic models' layers with
+LeakyReLU instead of tanh, with Adam on batches of 64 (the generator faster than the discriminator, and at half its rate from step
 4,000), augments what the discriminator sees as often as it needs to stop it learning the data by
 heart, shows the discriminator generated images normalized as the generator's own step makes
 them, pulls the mean of the discriminator's features on generated images towards that on real
 ones, and averages the generator's weights. It was chosen by measuring candidates with
-`dcgan evaluate` (docs/choosing-defaults.md). "classic" is the classic keras-dcgan algorithm,
+`dcgan evaluate` (docs/choosing-defaults.md; the loss in docs/gan-family.md). A semi-supervised run
+plays bce instead unless told otherwise: its real-or-generated probability is read from the class
+logits (dcgan.semi_supervised). "classic" is the classic keras-dcgan algorithm,
 step for step. The others reproduce published recipes: the DCGAN paper's models and settings
 (Radford et al. 2015), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017) and LSGAN
 (Mao et al. 2017), each on the DCGAN paper's models as those papers trained them.
@@ -19,7 +21,7 @@ _PLAIN = {"architecture": "classic", "loss": "bce", "clip": None, "gp_weight": N
           "beta1": 0.5, "beta2": 0.999, "generator_lr": None, "halve_generator_lr_at": None, "ema": 0.0,
           "augment": "none", "augment_target": None, "fake_batch_norm": "batch", "feature_matching": 0.0}
 PRESETS = {
-    "fast": {**_PLAIN, "activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005,
+    "fast": {**_PLAIN, "loss": "hinge", "activation": "leaky_relu", "optimizer": "adam", "lr": 0.0002, "generator_lr": 0.0005,
              "halve_generator_lr_at": 4000, "ema": 0.999, "batch_size": 64, "augment": "translation,cutout",
              "augment_target": 0.7, "feature_matching": 1.0},
     "classic": {**_PLAIN, "activation": "tanh", "optimizer": "sgd", "lr": 0.0005, "batch_size": 128,
@@ -52,6 +54,8 @@ CONDITIONINGS = ("concat", "projection")
 SEMI_SUPERVISIONS = ("derived", "extra")
 # The one setting a loss owns, and its value when not given; no other loss takes it.
 LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
+# The only game a semi-supervised discriminator plays (dcgan.semi_supervised), whatever its preset's.
+SEMI_SUPERVISED_LOSS = "bce"
 
 # What a run saved before a setting existed trained with: the setting's value then. A saved run
 # without a preset predates presets and trained the classic way.

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
-from dcgan import TrainConfig, load_generator
+from dcgan import TrainConfig, UserError, load_generator
 from dcgan.presets import PRESETS, preset_defaults
 
 from conftest import run_dcgan
@@ -57,7 +57,7 @@ def assert_one_line_error(result, message):
         (["--g-steps", "0"], "0 is not in the range x>=1"),
         (["--loss", "softplus"], "'softplus' is not one of 'bce', 'wgan', 'wgan-gp', 'hinge', 'lsgan'"),
         (["--architecture", "resnet"], "'resnet' is not one of 'classic', 'dcgan', 'mlp'"),
-        (["--clip", "0.01"], "--clip applies only to --loss wgan; leave it out with --loss bce"),
+        (["--clip", "0.01"], "--clip applies only to --loss wgan; leave it out with --loss hinge"),
         (["--preset", "wgan", "--gp-weight", "10"], "--gp-weight applies only to --loss wgan-gp; leave it out with --loss wgan"),
         (["--architecture", "dcgan", "--image-size", "30"], "image size 30 is not supported; use one of 16, 20, 24, 28, 32"),
         (["--architecture", "mlp", "--image-size", "256"], "use a size from 8 to 128"),
@@ -130,6 +130,15 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     assert (wgan["loss"], wgan["clip"], wgan["d_steps"], wgan["architecture"], wgan["optimizer"]) == ("wgan", 0.05, 3, "mlp", "rmsprop")
 
 
+def test_the_defaults_play_hinge_and_a_semi_supervised_run_bce_unless_told():
+    assert [dry_run(*preset)["loss"] for preset in ([], ["--preset", "classic"], ["--preset", "wgan"])] == ["hinge", "bce", "wgan"]
+    assert dry_run("--semi-supervised")["loss"] == "bce" and TrainConfig.from_preset(semi_supervised="derived").loss == "bce"
+    result = invoke("train", "--dry-run", "--dataset", "mnist-sample", "--semi-supervised", "--loss", "lsgan")
+    assert_one_line_error(result, "--semi-supervised plays the bce game")
+    with pytest.raises(UserError, match="leave out --loss hinge \\(in Python: TrainConfig.from_preset, or loss='bce'\\)"):
+        TrainConfig(dataset="mnist-sample", semi_supervised="derived").check()
+
+
 def test_help_explains_every_option():
     for command, options in (("train", ["--dataset", "--conditional", "--conditioning", "--preset", "--architecture", "--loss", "--clip", "--gp-weight",
                                         "--d-steps", "--g-steps", "--beta1", "--beta2", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
@@ -200,7 +209,7 @@ def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(t
     assert (saved["plan"]["from_step"], saved["plan"]["to_step"]) == (6, 7)
     result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--batch-size", 16)
     assert_one_line_error(result, "cannot resume with --batch-size 16: the saved run used 8")
-    for option, value, saved in (("--loss", "wgan", "bce"), ("--architecture", "classic", "mlp"), ("--d-steps", 5, 1),
+    for option, value, saved in (("--loss", "wgan", "hinge"), ("--architecture", "classic", "mlp"), ("--d-steps", 5, 1),
                                  ("--g-steps", 2, 1)):
         result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", option, value)
         assert_one_line_error(result, f"cannot resume with {option} {value}: the saved run used {saved}")

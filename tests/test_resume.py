@@ -71,7 +71,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     ({"fake_batch_norm": "moving"}, "--fake-batch-norm moving: the saved run used batch"),
     ({"feature_matching": 0.5}, "--feature-matching 0.5: the saved run used 1.0"),
     ({"halve_generator_lr_at": 10}, "--halve-generator-lr-at 10: the saved run used 4000"),
-    ({"loss": "hinge"}, "--loss hinge: the saved run used bce"),
+    ({"loss": "bce"}, "--loss bce: the saved run used hinge"),
     ({"architecture": "dcgan"}, "--architecture dcgan: the saved run used mlp"),
     ({"d_steps": 2}, "--d-steps 2: the saved run used 1"),
     ({"g_steps": 3}, "--g-steps 3: the saved run used 1"),
