@@ -79,6 +79,11 @@ class Trainer:
                       "activation": config.activation, "architecture": config.architecture}
             self.generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
             self.discriminator = self.judging.build_discriminator(loss=config.loss, **models)
+            # With batch norm, the discriminator's update sees the real and the generated images as two batches,
+            # each normalized by its own statistics, as PyTorch's DCGAN example does: the generator's update shows
+            # it generated images alone, and a discriminator that learned them normalized together with real ones
+            # would judge them there by statistics it never learned from, which the generator learns to exploit.
+            self.separate_batches = _has_batch_norm(self.discriminator)
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.generator_variables = list(self.generator.trainable_variables)
             self.d_optimizer = make_optimizer(config, config.lr)
@@ -163,14 +168,18 @@ class Trainer:
         `labelled`: a semi-supervised run's (labelled images, their classes, their augmentation draws)."""
         # The classic draws generated images in inference mode (its `predict`): batch norm then uses
         # running averages that lag behind the batch statistics the generator's own step trains with.
-        # The discriminator learns from one batch of real then generated images, as the classic's.
+        # The discriminator learns from one batch of real then generated images, as the classic's (two with batch norm).
         training = self.config.fake_batch_norm == "batch"
         fake = tf.cast(self.conditioning.generate(self.generator, noise, labels, training), real.dtype)
         batch_size = tf.shape(real)[0]
         images = self._augment(tf.concat([real, fake], axis=0), tf.concat([real_draws, fake_draws], axis=0))
         both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
         with tf.GradientTape() as tape:
-            features = self.judging.features(self.discriminator, images, both_labels)
+            if self.separate_batches:
+                features = tf.concat([self.judging.features(self.discriminator, images[:batch_size], labels),
+                                      self.judging.features(self.discriminator, images[batch_size:], labels)], axis=0)
+            else:
+                features = self.judging.features(self.discriminator, images, both_labels)
             scores = self.judging.head(self.discriminator, features, both_labels)
             loss = self.loss.discriminator(scores, batch_size)
             objective = loss
@@ -309,6 +318,12 @@ class Trainer:
 
 def _mean_of(tensors):
     return tensors[0] if len(tensors) == 1 else tf.add_n(tensors) / len(tensors)
+
+
+def _has_batch_norm(model):
+    """Whether `model`, or a model inside it (a conditional or semi-supervised discriminator's body), has batch norm."""
+    return any(isinstance(layer, keras.layers.BatchNormalization) or (isinstance(layer, keras.Model) and _has_batch_norm(layer))
+               for layer in model.layers)
 
 
 def _replicas():

@@ -103,3 +103,17 @@ def test_the_dcgan_discriminator_normalizes_by_batch_statistics_while_it_trains(
     real = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
     trainer.train_step(real, np.int64(0))
     assert len(norms) == 1 and np.abs(norms[0].moving_mean.numpy()).max() > 0
+
+
+def test_a_discriminator_with_batch_norm_learns_real_and_generated_images_as_two_batches():
+    # As the generator's update shows it generated images alone: normalized together with real ones, it learned to
+    # judge them by other statistics, and a generator fooled the discriminator it was shown while collapsing.
+    trainer = Trainer(tiny_config("/tmp/unused", architecture="dcgan", loss="hinge", batch_size=4, augment="none"))
+    real = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+    noise = trainer.noise(4, 0)
+    fake = trainer.generator(noise, training=True).numpy()
+    alone = [float(np.mean(trainer.discriminator(images, training=True))) for images in (real, fake)]
+    together = trainer.discriminator(np.concatenate([real, fake]), training=True).numpy()
+    assert abs(np.mean(together[:4]) - alone[0]) > 1e-3, "the check could not tell the two ways apart"
+    values, _ = trainer.discriminator_step(real, noise, *trainer.augmentation_draws(4, 0, parts=(0, 1)))
+    assert [float(values["d_real"]), float(values["d_fake"])] == pytest.approx(alone, abs=1e-5)
