@@ -21,8 +21,8 @@ from pathlib import Path
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
 
-# Every row but classic, adam and the hinge ones was measured when the fast preset played bce; this option keeps
-# them as they were.
+# Every setting but classic, adam, fast, its seeds and those naming a loss or preset was measured when the fast
+# preset played bce; this option keeps them as they were.
 BCE = ["--loss", "bce"]
 # Every row but classic, adam and the fast ones was measured when the fast preset kept the generator's rate all
 # along; this option keeps them as they were.

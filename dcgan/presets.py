@@ -1,17 +1,18 @@
 """Named bundles of training settings, kept apart from TensorFlow so that `dcgan --help` can list them.
 
-"fast", the default, plays the hinge game (as SNGAN and BigGAN) on the classic models' layers with
-LeakyReLU instead of tanh, with Adam on batches of 64 (the generator faster than the discriminator, and at half its rate from step
-4,000), augments what the discriminator sees as often as it needs to stop it learning the data by
-heart, shows the discriminator generated images normalized as the generator's own step makes
-them, pulls the mean of the discriminator's features on generated images towards that on real
-ones, and averages the generator's weights. It was chosen by measuring candidates with
-`dcgan evaluate` (docs/choosing-defaults.md; the loss in docs/gan-family.md). A semi-supervised run
-plays bce instead unless told otherwise: its real-or-generated probability is read from the class
-logits (dcgan.semi_supervised). "classic" is the classic keras-dcgan algorithm,
-step for step. The others reproduce published recipes: the DCGAN paper's models and settings
-(Radford et al. 2015), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017) and LSGAN
-(Mao et al. 2017), each on the DCGAN paper's models as those papers trained them.
+"fast", the default, plays the hinge game (as SNGAN and BigGAN) on the classic models' layers
+with LeakyReLU instead of tanh, with Adam on batches of 64 (the generator faster than the
+discriminator, and at half its rate from step 4,000), augments what the discriminator sees as
+often as it needs to stop it learning the data by heart, shows the discriminator generated images
+normalized as the generator's own step makes them, pulls the mean of the discriminator's
+features on generated images towards that on real ones, and averages the generator's weights.
+It was chosen by measuring candidates with `dcgan evaluate` (docs/choosing-defaults.md; the loss
+in docs/gan-family.md). A semi-supervised run plays bce instead unless told otherwise: its
+real-or-generated probability is read from the class logits (dcgan.semi_supervised). "classic"
+is the classic keras-dcgan algorithm, step for step. The others reproduce published recipes: the
+DCGAN paper's models and settings (Radford et al. 2015), WGAN (Arjovsky et al. 2017), WGAN-GP
+(Gulrajani et al. 2017) and LSGAN (Mao et al. 2017), each on the DCGAN paper's models as those
+papers trained them.
 """
 from dcgan.errors import UserError
 

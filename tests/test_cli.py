@@ -213,6 +213,12 @@ def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(t
                                  ("--g-steps", 2, 1)):
         result = invoke("train", "--resume", "--weights-dir", tmp_path / "w", option, value)
         assert_one_line_error(result, f"cannot resume with {option} {value}: the saved run used {saved}")
+    # A run of the defaults before they played hinge goes on with bce.
+    run_file = tmp_path / "w" / "run.json"
+    run_info = json.loads(run_file.read_text())
+    run_info["config"]["loss"] = "bce"
+    run_file.write_text(json.dumps(run_info))
+    assert json.loads(invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--dry-run").stdout)["loss"] == "bce"
 
 
 def test_installed_command_trains_and_generates_end_to_end(tmp_path):
