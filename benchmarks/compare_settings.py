@@ -73,10 +73,8 @@ CANDIDATES.update({f"{name}-{architecture}": [*options, "--architecture", archit
                    for name, options in PAPERS.items() for architecture in ("dcgan", "classic")})
 # The defaults' extras (adaptive augmentation, feature matching, the weight average, the rates) on the paper's models.
 CANDIDATES["fast-dcgan"] = [*BCE, "--architecture", "dcgan"]
-# The defaults with each loss on the classic models, measured to choose the default's (fast-hinge is the same training
-# as fast, and fast-hinge-seed-1 as fast-seed-1).
-CANDIDATES.update({f"fast-{loss}": ["--loss", loss] for loss in ("hinge", "lsgan")})
-CANDIDATES.update({f"fast-{loss}-seed-1": ["--loss", loss, "--seed", "1"] for loss in ("hinge", "lsgan")})
+# The defaults with least squares, measured against fast and fast-bce to choose the default's loss.
+CANDIDATES["fast-lsgan"] = ["--loss", "lsgan"]
 # The defaults trained on the labels, each way of giving the discriminator the class (docs/conditional.md).
 CANDIDATES.update({f"conditional-{conditioning}": [*BCE, "--conditional", "--conditioning", conditioning]
                    for conditioning in ("projection", "concat")})

@@ -1,17 +1,20 @@
 """The semi-supervised classifier against the same network trained on its labelled images alone.
 
-    python benchmarks/semi_supervised.py [--dataset mnist-sample] [--labelled 100] [--minutes 30] [--seeds 0,1,2]
-                                         [--out semi] [-- TRAIN OPTIONS...]
+    python benchmarks/semi_supervised.py [--dataset mnist-sample] [--labelled 100] [--minutes 5,15,30] [--seeds 0,1,2]
+                                         [--head derived|extra] [--no-baseline] [--out semi] [-- TRAIN OPTIONS...]
 
 For each seed (which also chooses the labelled images): `dcgan train --semi-supervised --labelled N
---minutes M` into OUT/seed-S, its classifier scored on the held-out images; then the baseline: the
-same classifier network, initialized the same, trained for the same minutes on the same N labelled
-images alone, with the same optimizer and batch size and every image augmented as the run's
-augmentation does (the run adapts how often; a classifier alone has no discriminator to adapt to).
-Prints one markdown row per seed and the mean and spread. Run it on an otherwise idle machine.
+--minutes M` into OUT/seed-S up to the first point of --minutes, its classifier scored on the
+held-out images, then on with `--resume` to the next point; then the baseline: the same classifier
+network, initialized the same, trained on the same N labelled images alone with the same optimizer
+and batch size and every image augmented as the run's augmentation does (the run adapts how often;
+a classifier alone has no discriminator to adapt to), scored at the same minutes of training.
+Prints one markdown row per seed and point, and the mean and spread at each point. Run it on an
+otherwise idle machine.
 """
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -25,21 +28,32 @@ from dcgan.augment import augment
 from dcgan.classification import accuracy_and_confusion
 from dcgan.config import TrainConfig
 from dcgan.datasets import labelled_class_names, load_labelled
-from dcgan.presets import saved_config
+from dcgan.monitor import METRICS_FILE
+from dcgan.plots import read_metrics
+from dcgan.presets import SEMI_SUPERVISIONS, saved_config
 from dcgan.semi_supervised import build_classifier, choose_labelled, labelled_batch, supervised_loss
 from dcgan.weights import read_run_info
 
 
-def train_semi_supervised(args, seed, folder):
-    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", args.dataset, "--semi-supervised",
-               "--labelled", str(args.labelled), "--minutes", str(args.minutes), "--epochs", "100000", "--seed", str(seed),
-               "--weights-dir", str(folder / "weights"), "--samples-dir", str(folder / "samples"), *args.train_options]
+def train_semi_supervised(args, seed, minutes, resume):
+    """Trains (or, with `resume`, goes on training) seed `seed`'s run up to `minutes` of training in all."""
+    folder = args.out / f"seed-{seed}"
+    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", args.dataset, "--minutes", str(minutes),
+               "--epochs", "100000", "--weights-dir", str(folder / "weights"), "--samples-dir", str(folder / "samples")]
+    if resume:
+        command.append("--resume")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        command += ["--semi-supervised", args.head, "--labelled", str(args.labelled), "--seed", str(seed), *args.train_options]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return folder / "weights"
+    steps = read_metrics(folder / "weights" / METRICS_FILE)["step"][-1]
+    return folder / "weights", int(steps)
 
 
-def train_baseline(weights_dir, minutes):
-    """The run's classifier network trained from its starting weights on its labelled images alone, for `minutes`."""
+def train_baseline(weights_dir, points, score):
+    """The run's classifier network trained from its starting weights on its labelled images alone,
+    scored by `score(classifier)` at each of `points` minutes of training (the scoring not counted);
+    returns [(accuracy, steps)] for each point."""
     run_info = read_run_info(weights_dir)
     config = TrainConfig(**{**saved_config(run_info), "augment_target": None})
     data = load_labelled(config.dataset, config.image_size, config.channels, config.center_crop)
@@ -57,40 +71,70 @@ def train_baseline(weights_dir, minutes):
         variables = trainer.discriminator_variables
         trainer.d_optimizer.apply(tape.gradient(loss, variables), variables)
 
-    start, step = time.perf_counter(), 0
-    while time.perf_counter() - start < 60 * minutes:
-        pick = labelled_batch(config.seed, step, len(labels), config.batch_size)
-        draws = trainer.augmentation_draws(config.batch_size, tf.constant(step, tf.int64), parts=(3,))[0]
-        update(images[pick], labels[pick], draws)
-        step += 1
-    return build_classifier(discriminator), data, len(names), step
+    results, trained, step = [], 0.0, 0
+    for minutes in points:
+        start = time.perf_counter()
+        while trained + time.perf_counter() - start < 60 * minutes:
+            pick = labelled_batch(config.seed, step, len(labels), config.batch_size)
+            draws = trainer.augmentation_draws(config.batch_size, tf.constant(step, tf.int64), parts=(3,))[0]
+            update(images[pick], labels[pick], draws)
+            step += 1
+        trained += time.perf_counter() - start
+        results.append((score(build_classifier(discriminator)), step))
+    return results
+
+
+def held_out_scorer(weights_dir):
+    """classifier -> its accuracy on the run's held-out images."""
+    config = TrainConfig(**saved_config(read_run_info(weights_dir)))
+    data = load_labelled(config.dataset, config.image_size, config.channels, config.center_crop)
+    classes = len(labelled_class_names(config.dataset, data.train_labels))
+    return lambda classifier: accuracy_and_confusion(classifier, data.test_images, data.test_labels, classes)[0]
+
+
+def percent(accuracy):
+    return "–" if np.isnan(accuracy) else f"{accuracy:.1%}"  # no baseline: nan
+
+
+def points_gained(semi, alone):
+    return "–" if np.isnan(alone) else f"{100 * (semi - alone):+.1f}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="mnist-sample")
     parser.add_argument("--labelled", type=int, default=100)
-    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--minutes", default="5,15,30", help="comma-separated minutes of training to score at")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--head", choices=SEMI_SUPERVISIONS, default=SEMI_SUPERVISIONS[0])
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="score the semi-supervised runs only (to compare heads, say)")
     parser.add_argument("--out", type=Path, default=Path("semi"))
     parser.add_argument("train_options", nargs="*", help="more dcgan train options, after --")
     args = parser.parse_args()
-    print(f"{args.dataset}, {args.labelled} labels, {args.minutes:g} minutes of training\n")
-    print("| seed | semi-supervised | supervised only | gain (points) | baseline steps |")
-    print("|---:|---:|---:|---:|---:|")
-    results = []
+    points = sorted(float(m) for m in args.minutes.split(","))
+    print(f"{args.dataset}, {args.labelled} labels, the {args.head} head\n")
+    print("| seed | minutes | semi-supervised | supervised only | gain (points) | steps (semi, supervised only) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    results = {point: [] for point in points}
     for seed in map(int, args.seeds.split(",")):
-        weights_dir = train_semi_supervised(args, seed, args.out / f"seed-{seed}")
-        baseline, data, classes, steps = train_baseline(weights_dir, args.minutes)
-        semi, _ = accuracy_and_confusion(load_classifier(weights_dir), data.test_images, data.test_labels, classes)
-        alone, _ = accuracy_and_confusion(baseline, data.test_images, data.test_labels, classes)
-        results.append((semi, alone))
-        (args.out / f"seed-{seed}" / "accuracies.json").write_text(
-            json.dumps({"semi_supervised": semi, "supervised_only": alone, "baseline_steps": steps}, indent=2))
-        print(f"| {seed} | {semi:.1%} | {alone:.1%} | {100 * (semi - alone):+.1f} | {steps} |", flush=True)
-    semi, alone = np.array(results).T
-    print(f"| mean ± sd | {semi.mean():.1%} ± {semi.std():.1%} | {alone.mean():.1%} ± {alone.std():.1%} | "
-          f"{100 * (semi - alone).mean():+.1f} | |")
+        semi = []
+        for index, point in enumerate(points):
+            weights_dir, steps = train_semi_supervised(args, seed, point, resume=index > 0)
+            score = held_out_scorer(weights_dir)
+            semi.append((score(load_classifier(weights_dir)), steps))
+        alone = train_baseline(weights_dir, points, score) if args.baseline else [(float("nan"), 0)] * len(points)
+        for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(points, semi, alone):
+            results[point].append((semi_accuracy, alone_accuracy))
+            print(f"| {seed} | {point:g} | {percent(semi_accuracy)} | {percent(alone_accuracy)} | "
+                  f"{points_gained(semi_accuracy, alone_accuracy)} | {semi_steps:,}, {alone_steps:,} |", flush=True)
+        (args.out / f"seed-{seed}" / "accuracies.json").write_text(json.dumps(
+            [{"minutes": point, "semi_supervised": s, "semi_supervised_steps": s_steps, "supervised_only": a if args.baseline else None,
+              "supervised_only_steps": a_steps if args.baseline else None} for point, (s, s_steps), (a, a_steps) in zip(points, semi, alone)], indent=2))
+    for point in points:
+        semi, alone = np.array(results[point]).T
+        print(f"| mean ± sd | {point:g} | {percent(semi.mean())} ± {percent(semi.std())} | "
+              f"{percent(alone.mean())} ± {percent(alone.std())} | {points_gained(semi.mean(), alone.mean())} | |")
 
 
 if __name__ == "__main__":
