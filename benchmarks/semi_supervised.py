@@ -128,9 +128,11 @@ def main():
             results[point].append((semi_accuracy, alone_accuracy))
             print(f"| {seed} | {point:g} | {percent(semi_accuracy)} | {percent(alone_accuracy)} | "
                   f"{points_gained(semi_accuracy, alone_accuracy)} | {semi_steps:,}, {alone_steps:,} |", flush=True)
-        (args.out / f"seed-{seed}" / "accuracies.json").write_text(json.dumps(
-            [{"minutes": point, "semi_supervised": s, "semi_supervised_steps": s_steps, "supervised_only": a if args.baseline else None,
-              "supervised_only_steps": a_steps if args.baseline else None} for point, (s, s_steps), (a, a_steps) in zip(points, semi, alone)], indent=2))
+        rows = [{"minutes": point, "semi_supervised": semi_accuracy, "semi_supervised_steps": semi_steps,
+                 "supervised_only": alone_accuracy if args.baseline else None,
+                 "supervised_only_steps": alone_steps if args.baseline else None}
+                for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(points, semi, alone)]
+        (args.out / f"seed-{seed}" / "accuracies.json").write_text(json.dumps(rows, indent=2))
     for point in points:
         semi, alone = np.array(results[point]).T
         print(f"| mean ± sd | {point:g} | {percent(semi.mean())} ± {percent(semi.std())} | "
