@@ -13,6 +13,7 @@ Prints one markdown row per seed and point, and the mean and spread at each poin
 otherwise idle machine.
 """
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -50,17 +51,25 @@ def train_semi_supervised(args, seed, minutes, resume):
     return folder / "weights", int(steps)
 
 
-def train_baseline(weights_dir, points, score):
+class HeldOut:
+    """A seed's run as saved (its config, data and class names, read once), and its held-out accuracy."""
+
+    def __init__(self, weights_dir):
+        self.config = TrainConfig(**saved_config(read_run_info(weights_dir)))
+        self.data = load_labelled(self.config.dataset, self.config.image_size, self.config.channels, self.config.center_crop)
+        self.names = labelled_class_names(self.config.dataset, self.data.train_labels)
+
+    def accuracy(self, classifier):
+        return accuracy_and_confusion(classifier, self.data.test_images, self.data.test_labels, len(self.names))[0]
+
+
+def train_baseline(run, points):
     """The run's classifier network trained from its starting weights on its labelled images alone,
-    scored by `score(classifier)` at each of `points` minutes of training (the scoring not counted);
-    returns [(accuracy, steps)] for each point."""
-    run_info = read_run_info(weights_dir)
-    config = TrainConfig(**{**saved_config(run_info), "augment_target": None})
-    data = load_labelled(config.dataset, config.image_size, config.channels, config.center_crop)
-    names = labelled_class_names(config.dataset, data.train_labels)
-    chosen = choose_labelled(data.train_labels, config.labelled, config.seed, names)
-    images, labels = data.train_images[chosen], data.train_labels[chosen]
-    trainer = Trainer(config, images.shape[1:], classes=len(names))  # the seed's starting weights, as the run's
+    scored at each of `points` minutes of training (the scoring not counted); returns [(accuracy, steps)]."""
+    config = dataclasses.replace(run.config, augment_target=None)
+    chosen = choose_labelled(run.data.train_labels, config.labelled, config.seed, run.names)
+    images, labels = run.data.train_images[chosen], run.data.train_labels[chosen]
+    trainer = Trainer(config, images.shape[1:], classes=len(run.names))  # the seed's starting weights, as the run's
     discriminator, head = trainer.discriminator, trainer.semi_supervision
 
     @tf.function
@@ -80,16 +89,19 @@ def train_baseline(weights_dir, points, score):
             update(images[pick], labels[pick], draws)
             step += 1
         trained += time.perf_counter() - start
-        results.append((score(build_classifier(discriminator)), step))
+        results.append((run.accuracy(build_classifier(discriminator)), step))
     return results
 
 
-def held_out_scorer(weights_dir):
-    """classifier -> its accuracy on the run's held-out images."""
-    config = TrainConfig(**saved_config(read_run_info(weights_dir)))
-    data = load_labelled(config.dataset, config.image_size, config.channels, config.center_crop)
-    classes = len(labelled_class_names(config.dataset, data.train_labels))
-    return lambda classifier: accuracy_and_confusion(classifier, data.test_images, data.test_labels, classes)[0]
+def minute_points(text):
+    """--minutes: comma-separated minutes of training, each above 0, in order."""
+    try:
+        points = sorted(float(minutes) for minutes in text.split(","))
+    except ValueError:
+        points = []
+    if not points or not all(0 < minutes < float("inf") for minutes in points):
+        raise argparse.ArgumentTypeError(f"{text!r} is not minutes above 0, comma-separated, e.g. 5,15,30")
+    return points
 
 
 def percent(accuracy):
@@ -104,7 +116,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="mnist-sample")
     parser.add_argument("--labelled", type=int, default=100)
-    parser.add_argument("--minutes", default="5,15,30", help="comma-separated minutes of training to score at")
+    parser.add_argument("--minutes", type=minute_points, default=[5, 15, 30],
+                        help="comma-separated minutes of training to score at")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--head", choices=SEMI_SUPERVISIONS, default=SEMI_SUPERVISIONS[0])
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -112,18 +125,18 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("semi"))
     parser.add_argument("train_options", nargs="*", help="more dcgan train options, after --")
     args = parser.parse_args()
-    points = sorted(float(m) for m in args.minutes.split(","))
+    points = args.minutes
     print(f"{args.dataset}, {args.labelled} labels, the {args.head} head\n")
     print("| seed | minutes | semi-supervised | supervised only | gain (points) | steps (semi, supervised only) |")
     print("|---:|---:|---:|---:|---:|---:|")
     results = {point: [] for point in points}
     for seed in map(int, args.seeds.split(",")):
-        semi = []
+        semi, run = [], None
         for index, point in enumerate(points):
             weights_dir, steps = train_semi_supervised(args, seed, point, resume=index > 0)
-            score = held_out_scorer(weights_dir)
-            semi.append((score(load_classifier(weights_dir)), steps))
-        alone = train_baseline(weights_dir, points, score) if args.baseline else [(float("nan"), 0)] * len(points)
+            run = run or HeldOut(weights_dir)
+            semi.append((run.accuracy(load_classifier(weights_dir)), steps))
+        alone = train_baseline(run, points) if args.baseline else [(float("nan"), 0)] * len(points)
         for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(points, semi, alone):
             results[point].append((semi_accuracy, alone_accuracy))
             print(f"| {seed} | {point:g} | {percent(semi_accuracy)} | {percent(alone_accuracy)} | "
