@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
+from points import minute_points
 
 # Every setting but classic, adam, fast, its seeds and those naming a loss or preset was measured when the fast
 # preset played bce; this option keeps them as they were.
@@ -131,7 +132,7 @@ def main():
     parser.add_argument("names", nargs="*", default=list(CANDIDATES), metavar="NAME",
                         help=f"settings to compare: {', '.join(CANDIDATES)}  (default: all)")
     parser.add_argument("--dataset", default="mnist-sample")
-    parser.add_argument("--minutes", default="5,15,30", help="comma-separated minutes of training to score at")
+    parser.add_argument("--minutes", type=minute_points, default=[5, 15, 30], help="comma-separated minutes of training to score at")
     parser.add_argument("--count", type=int, default=10_000, help="generated images per score")
     parser.add_argument("--out", default="compare", help="folder for the runs")
     parser.add_argument("--extend", action="store_true", help="continue settings already scored in OUT from their last point")
@@ -139,7 +140,7 @@ def main():
     unknown = set(args.names) - set(CANDIDATES)
     if unknown:
         parser.error(f"unknown setting {', '.join(sorted(unknown))}; choose from {', '.join(CANDIDATES)}")
-    minutes = sorted(float(m) for m in args.minutes.split(","))
+    minutes = args.minutes
     print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.names:
         compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count, args.extend)

@@ -34,6 +34,7 @@ from dcgan.plots import read_metrics
 from dcgan.presets import SEMI_SUPERVISIONS, saved_config
 from dcgan.semi_supervised import build_classifier, choose_labelled, labelled_batch, supervised_loss
 from dcgan.weights import read_run_info
+from points import minute_points
 
 
 def train_semi_supervised(args, seed, minutes, resume):
@@ -91,17 +92,6 @@ def train_baseline(run, points):
         trained += time.perf_counter() - start
         results.append((run.accuracy(build_classifier(discriminator)), step))
     return results
-
-
-def minute_points(text):
-    """--minutes: comma-separated minutes of training, each above 0, in order."""
-    try:
-        points = sorted(float(minutes) for minutes in text.split(","))
-    except ValueError:
-        points = []
-    if not points or not all(0 < minutes < float("inf") for minutes in points):
-        raise argparse.ArgumentTypeError(f"{text!r} is not minutes above 0, comma-separated, e.g. 5,15,30")
-    return points
 
 
 def percent(accuracy):
