@@ -140,10 +140,9 @@ def main():
     unknown = set(args.names) - set(CANDIDATES)
     if unknown:
         parser.error(f"unknown setting {', '.join(sorted(unknown))}; choose from {', '.join(CANDIDATES)}")
-    minutes = args.minutes
-    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in args.minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.names:
-        compare(name, CANDIDATES[name], args.dataset, minutes, args.out, args.count, args.extend)
+        compare(name, CANDIDATES[name], args.dataset, args.minutes, args.out, args.count, args.extend)
 
 
 if __name__ == "__main__":
