@@ -94,12 +94,13 @@ def train_baseline(run, points):
     return results
 
 
-def percent(accuracy):
-    return "–" if np.isnan(accuracy) else f"{accuracy:.1%}"  # no baseline: nan
+def shown(value, spec):
+    return "–" if value is None else format(value, spec)  # None: no baseline
 
 
-def points_gained(semi, alone):
-    return "–" if np.isnan(alone) else f"{100 * (semi - alone):+.1f}"
+def gain(semi, alone):
+    """Points of accuracy the semi-supervised classifier gains over the baseline."""
+    return shown(None if alone is None else 100 * (semi - alone), "+.1f")
 
 
 def main():
@@ -115,31 +116,32 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("semi"))
     parser.add_argument("train_options", nargs="*", help="more dcgan train options, after --")
     args = parser.parse_args()
-    points = args.minutes
     print(f"{args.dataset}, {args.labelled} labels, the {args.head} head\n")
     print("| seed | minutes | semi-supervised | supervised only | gain (points) | steps (semi, supervised only) |")
     print("|---:|---:|---:|---:|---:|---:|")
-    results = {point: [] for point in points}
+    results = {point: [] for point in args.minutes}
     for seed in map(int, args.seeds.split(",")):
         semi, run = [], None
-        for index, point in enumerate(points):
+        for index, point in enumerate(args.minutes):
             weights_dir, steps = train_semi_supervised(args, seed, point, resume=index > 0)
             run = run or HeldOut(weights_dir)
             semi.append((run.accuracy(load_classifier(weights_dir)), steps))
-        alone = train_baseline(run, points) if args.baseline else [(float("nan"), 0)] * len(points)
-        for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(points, semi, alone):
-            results[point].append((semi_accuracy, alone_accuracy))
-            print(f"| {seed} | {point:g} | {percent(semi_accuracy)} | {percent(alone_accuracy)} | "
-                  f"{points_gained(semi_accuracy, alone_accuracy)} | {semi_steps:,}, {alone_steps:,} |", flush=True)
+        alone = train_baseline(run, args.minutes) if args.baseline else [(None, None)] * len(args.minutes)
         rows = [{"minutes": point, "semi_supervised": semi_accuracy, "semi_supervised_steps": semi_steps,
-                 "supervised_only": alone_accuracy if args.baseline else None,
-                 "supervised_only_steps": alone_steps if args.baseline else None}
-                for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(points, semi, alone)]
+                 "supervised_only": alone_accuracy, "supervised_only_steps": alone_steps}
+                for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(args.minutes, semi, alone)]
+        for row in rows:
+            results[row["minutes"]].append(row)
+            print(f"| {seed} | {row['minutes']:g} | {shown(row['semi_supervised'], '.1%')} | "
+                  f"{shown(row['supervised_only'], '.1%')} | {gain(row['semi_supervised'], row['supervised_only'])} | "
+                  f"{row['semi_supervised_steps']:,}, {shown(row['supervised_only_steps'], ',')} |", flush=True)
         (args.out / f"seed-{seed}" / "accuracies.json").write_text(json.dumps(rows, indent=2))
-    for point in points:
-        semi, alone = np.array(results[point]).T
-        print(f"| mean ± sd | {point:g} | {percent(semi.mean())} ± {percent(semi.std())} | "
-              f"{percent(alone.mean())} ± {percent(alone.std())} | {points_gained(semi.mean(), alone.mean())} | |")
+    for point, rows in results.items():
+        semi = [row["semi_supervised"] for row in rows]
+        alone = None if not args.baseline else [row["supervised_only"] for row in rows]
+        print(f"| mean ± sd | {point:g} | {np.mean(semi):.1%} ± {np.std(semi):.1%} | "
+              f"{'–' if alone is None else f'{np.mean(alone):.1%} ± {np.std(alone):.1%}'} | "
+              f"{gain(np.mean(semi), None if alone is None else np.mean(alone))} | |")
 
 
 if __name__ == "__main__":
