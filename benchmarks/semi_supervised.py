@@ -9,8 +9,8 @@ held-out images, then on with `--resume` to the next point; then the baseline: t
 network, initialized the same, trained on the same N labelled images alone with the same optimizer
 and batch size and every image augmented as the run's augmentation does (the run adapts how often;
 a classifier alone has no discriminator to adapt to), scored at the same minutes of training.
-Prints one markdown row per seed and point, and the mean and spread at each point. Run it on an
-otherwise idle machine.
+Prints one markdown row per seed and point, and the mean and sample standard deviation over the
+seeds at each point. Run it on an otherwise idle machine.
 """
 import argparse
 import dataclasses
@@ -94,8 +94,30 @@ def train_baseline(run, points):
     return results
 
 
+def seed_rows(args, seed):
+    """Seed `seed`'s semi-supervised run and its baseline, scored at each point of --minutes."""
+    semi = []
+    for index, point in enumerate(args.minutes):
+        weights_dir, steps = train_semi_supervised(args, seed, point, resume=index > 0)
+        if index == 0:
+            run = HeldOut(weights_dir)
+        semi.append((run.accuracy(load_classifier(weights_dir)), steps))
+    alone = train_baseline(run, args.minutes) if args.baseline else [(None, None)] * len(args.minutes)
+    return [{"minutes": point, "semi_supervised": semi_accuracy, "semi_supervised_steps": semi_steps,
+             "supervised_only": alone_accuracy, "supervised_only_steps": alone_steps}
+            for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(args.minutes, semi, alone)]
+
+
 def shown(value, spec):
     return "–" if value is None else format(value, spec)  # None: no baseline
+
+
+def spread(accuracies):
+    """Mean ± sample standard deviation over the seeds (0 from one seed), or – without a baseline."""
+    if None in accuracies:
+        return "–"
+    deviation = np.std(accuracies, ddof=1) if len(accuracies) > 1 else 0.0
+    return f"{np.mean(accuracies):.1%} ± {deviation:.1%}"
 
 
 def gain(semi, alone):
@@ -121,15 +143,7 @@ def main():
     print("|---:|---:|---:|---:|---:|---:|")
     results = {point: [] for point in args.minutes}
     for seed in map(int, args.seeds.split(",")):
-        semi, run = [], None
-        for index, point in enumerate(args.minutes):
-            weights_dir, steps = train_semi_supervised(args, seed, point, resume=index > 0)
-            run = run or HeldOut(weights_dir)
-            semi.append((run.accuracy(load_classifier(weights_dir)), steps))
-        alone = train_baseline(run, args.minutes) if args.baseline else [(None, None)] * len(args.minutes)
-        rows = [{"minutes": point, "semi_supervised": semi_accuracy, "semi_supervised_steps": semi_steps,
-                 "supervised_only": alone_accuracy, "supervised_only_steps": alone_steps}
-                for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(args.minutes, semi, alone)]
+        rows = seed_rows(args, seed)
         for row in rows:
             results[row["minutes"]].append(row)
             print(f"| {seed} | {row['minutes']:g} | {shown(row['semi_supervised'], '.1%')} | "
@@ -137,11 +151,9 @@ def main():
                   f"{row['semi_supervised_steps']:,}, {shown(row['supervised_only_steps'], ',')} |", flush=True)
         (args.out / f"seed-{seed}" / "accuracies.json").write_text(json.dumps(rows, indent=2))
     for point, rows in results.items():
-        semi = [row["semi_supervised"] for row in rows]
-        alone = None if not args.baseline else [row["supervised_only"] for row in rows]
-        print(f"| mean ± sd | {point:g} | {np.mean(semi):.1%} ± {np.std(semi):.1%} | "
-              f"{'–' if alone is None else f'{np.mean(alone):.1%} ± {np.std(alone):.1%}'} | "
-              f"{gain(np.mean(semi), None if alone is None else np.mean(alone))} | |")
+        semi, alone = ([row[key] for row in rows] for key in ("semi_supervised", "supervised_only"))
+        mean_gain = gain(np.mean(semi), None if None in alone else np.mean(alone))
+        print(f"| mean ± sd | {point:g} | {spread(semi)} | {spread(alone)} | {mean_gain} | |")
 
 
 if __name__ == "__main__":
