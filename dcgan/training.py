@@ -273,7 +273,9 @@ def _train(config, resume, images, labels, class_names, labelled_at, weights_dir
                             f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
                             f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
                         )
-                elapsed = progress.elapsed()  # the run's training time, its earlier minutes included
+                # The run's training time, its earlier minutes included, as metrics.csv keeps it: the time limit
+                # reads the same value, so that the last row is the first at or past it and resume agrees.
+                elapsed = round(progress.elapsed(), 3)
                 metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in columns[2:-1]), f"{elapsed:.3f}"])
                 metrics_file.flush()
                 progress.update(values)
