@@ -108,6 +108,17 @@ def seed_rows(args, seed):
             for point, (semi_accuracy, semi_steps), (alone_accuracy, alone_steps) in zip(args.minutes, semi, alone)]
 
 
+def seed_list(text):
+    """--seeds: comma-separated seeds, whole numbers from 0, each once (each has its own folder)."""
+    try:
+        seeds = [int(seed) for seed in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not different seeds from 0, comma-separated, e.g. 0,1,2")
+    return seeds
+
+
 def shown(value, spec):
     return "–" if value is None else format(value, spec)  # None: no baseline
 
@@ -131,7 +142,7 @@ def main():
     parser.add_argument("--labelled", type=int, default=100)
     parser.add_argument("--minutes", type=minute_points, default=[5, 15, 30],
                         help="comma-separated minutes of training to score at")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2], help="comma-separated seeds")
     parser.add_argument("--head", choices=SEMI_SUPERVISIONS, default=SEMI_SUPERVISIONS[0])
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="score the semi-supervised runs only (to compare heads, say)")
@@ -142,7 +153,7 @@ def main():
     print("| seed | minutes | semi-supervised | supervised only | gain (points) | steps (semi, supervised only) |")
     print("|---:|---:|---:|---:|---:|---:|")
     results = {point: [] for point in args.minutes}
-    for seed in map(int, args.seeds.split(",")):
+    for seed in args.seeds:
         rows = seed_rows(args, seed)
         for row in rows:
             results[row["minutes"]].append(row)
