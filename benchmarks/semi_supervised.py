@@ -27,8 +27,10 @@ import tensorflow as tf
 from dcgan import Trainer, load_classifier
 from dcgan.augment import augment
 from dcgan.classification import accuracy_and_confusion
-from dcgan.config import TrainConfig
+from dcgan.config import SEEDS, TrainConfig
 from dcgan.datasets import labelled_class_names, load_labelled
+from dcgan.errors import UserError
+from dcgan.files import FolderLock
 from dcgan.monitor import METRICS_FILE
 from dcgan.plots import read_metrics
 from dcgan.presets import SEMI_SUPERVISIONS, saved_config
@@ -45,6 +47,9 @@ def train_semi_supervised(args, seed, minutes, resume):
     if resume:
         command.append("--resume")
     else:
+        if (folder / "weights").is_dir():
+            with FolderLock(folder / "weights"):  # refuses, naming it, while another run trains there
+                pass
         shutil.rmtree(folder, ignore_errors=True)
         command += ["--semi-supervised", args.head, "--labelled", str(args.labelled), "--seed", str(seed), *args.train_options]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -114,8 +119,9 @@ def seed_list(text):
         seeds = [int(seed) for seed in text.split(",")]
     except ValueError:
         seeds = []
-    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} is not different seeds from 0, comma-separated, e.g. 0,1,2")
+    if not seeds or not 0 <= min(seeds) <= max(seeds) < SEEDS or len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not different seeds from 0 to {SEEDS - 1}, comma-separated, "
+                                         "e.g. 0,1,2")
     return seeds
 
 
@@ -149,6 +155,15 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("semi"))
     parser.add_argument("train_options", nargs="*", help="more dcgan train options, after --")
     args = parser.parse_args()
+    try:
+        measure(args)
+    except UserError as error:
+        sys.exit(f"semi_supervised.py: {error}")
+    except subprocess.CalledProcessError as error:
+        sys.exit(error.returncode)  # dcgan train has said why, in one line
+
+
+def measure(args):
     print(f"{args.dataset}, {args.labelled} labels, the {args.head} head\n")
     print("| seed | minutes | semi-supervised | supervised only | gain (points) | steps (semi, supervised only) |")
     print("|---:|---:|---:|---:|---:|---:|")
