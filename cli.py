@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from dcgan.config import FIXED_ON_RESUME, PER_COMMAND_SETTINGS, SETTINGS, option_names
 from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, EXPORT_FORMATS, FAKE_BATCH_NORMS,
-                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, preset_defaults, saved_config)
+                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, preset_defaults)
 
 # Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -190,8 +191,9 @@ def main():
 @click.option("--keep", type=click.IntRange(min=0), default=5, help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.")
 @click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
 @click.option("--resume", is_flag=True,
-              help="Continue the run in --weights-dir from its newest snapshot, with its settings; --epochs, --steps, "
-                   "--minutes, cadences, --keep, --samples-dir and --logdir may change.")
+              help="Continue the run in --weights-dir from its newest snapshot, with its settings; "
+                   f"{option_names(name for name in SETTINGS if name not in (*FIXED_ON_RESUME, *PER_COMMAND_SETTINGS, 'weights_dir'))} "
+                   "may change.")
 @click.option("--threads", type=POSITIVE, default=None,
               help="CPU threads for each TensorFlow op.  [default: every core]")
 @click.option("--devices", default=None,
@@ -218,7 +220,7 @@ def train(ctx, dry_run, resume, **options):
 
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
-    from dcgan.config import TrainConfig  # neither this nor reading a run loads TensorFlow: options are checked first
+    from dcgan.config import TrainConfig, resumed_config  # neither these nor reading a run load TensorFlow
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])
@@ -233,15 +235,14 @@ def train(ctx, dry_run, resume, **options):
     if conditional is not None:
         options["conditioning"] = given["conditioning"] = (options["conditioning"] or CONDITIONINGS[0]) if conditional else None
     with user_errors():
+        saved = read_run_info(options["weights_dir"]) if resume else None
         if resume:
-            # Where it trains is this command's choice: a run of several workers may resume in one process.
-            where = {"overwrite": False, "workers": None, "worker_index": None}
-            config = TrainConfig(**{**saved_config(read_run_info(options["weights_dir"])), **where, **given})
+            config = resumed_config(saved, **given)
         else:
             config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
         config.check()
         if dry_run:
-            click.echo(json.dumps(dry_run_plan(config, read_run_info(config.weights_dir)["step"] if resume else 0), indent=2))
+            click.echo(json.dumps(dry_run_plan(config, saved["step"] if resume else 0), indent=2))
             return
         import_tensorflow_quietly()
         from dcgan.training import train as run_training
@@ -262,24 +263,22 @@ def dry_run_plan(config, step):
 
 
 def weights_folder(weights_dir, snapshot):
-    """The folder to load from: the run's latest weights, or one of its snapshots."""
+    """The run to load from (a dcgan.weights.RunFolder): the run's latest weights, or one of its snapshots."""
     from dcgan import UserError
-    from dcgan.weights import snapshot_folder, snapshot_steps
+    from dcgan.weights import RunFolder, snapshot_folder, snapshot_steps
 
     if snapshot is None:
-        return Path(weights_dir)
+        return RunFolder(weights_dir)
     steps = snapshot_steps(weights_dir)
     if snapshot not in steps:
         raise UserError(f"{weights_dir} has no snapshot at step {snapshot}; "
                         + (f"its snapshots are at steps {', '.join(map(str, steps))}" if steps else "it has no snapshots"))
-    return snapshot_folder(weights_dir, snapshot)
+    return RunFolder(snapshot_folder(weights_dir, snapshot))
 
 
-def run_samples_folder(weights_folder):
+def run_samples_folder(run):
     """The run's own sample grids folder, where generate writes by default; ./samples if it is not here."""
-    from dcgan.weights import read_run_info
-
-    samples = Path(read_run_info(weights_folder)["config"]["samples_dir"])
+    samples = Path(run.config.samples_dir)
     return samples if samples.is_dir() else Path("samples")
 
 
@@ -476,11 +475,10 @@ def plot(weights_dir, samples_dir):
     """
     from dcgan.files import writable_folder
     from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, plot_curves
-    from dcgan.monitor import METRICS_FILE
-    from dcgan.weights import read_run_info
+    from dcgan.weights import METRICS_FILE, RunFolder
 
     with user_errors():
-        samples_dir = writable_folder(samples_dir or read_run_info(weights_dir)["config"]["samples_dir"], "--samples-dir")
+        samples_dir = writable_folder(samples_dir or RunFolder(weights_dir).config.samples_dir, "--samples-dir")
         plot_curves(Path(weights_dir) / METRICS_FILE, samples_dir / CURVES_FILE)
         frames = animate_grids(samples_dir, samples_dir / ANIMATION_FILE)
     click.echo(f"Wrote {samples_dir / CURVES_FILE} and {samples_dir / ANIMATION_FILE} ({frames} frames)")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dcgan.monitor import METRICS_FILE
+from dcgan.weights import METRICS_FILE
 from dcgan.plots import read_metrics
 from points import minute_points
 

@@ -31,7 +31,7 @@ from dcgan.config import SEEDS, TrainConfig
 from dcgan.datasets import labelled_class_names, load_labelled
 from dcgan.errors import UserError
 from dcgan.files import FolderLock
-from dcgan.monitor import METRICS_FILE
+from dcgan.weights import METRICS_FILE
 from dcgan.plots import read_metrics
 from dcgan.presets import SEMI_SUPERVISIONS, saved_config
 from dcgan.semi_supervised import build_classifier, choose_labelled, labelled_batch, supervised_loss

@@ -14,6 +14,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # a run's files (dcgan.plots, dcgan.weights.read_run_info) do not wait seconds for TensorFlow.
 _EXPORTS = {
     "TrainConfig": "dcgan.config",
+    "Callback": "dcgan.callbacks",
+    "RunFolder": "dcgan.weights",
     "Trainer": "dcgan.trainer",
     "train": "dcgan.training",
     "UserError": "dcgan.errors",

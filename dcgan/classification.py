@@ -8,7 +8,7 @@ from dcgan.datasets import load_dataset
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
 from dcgan.image_folders import IMAGE_SUFFIXES, read_images_of_shape
-from dcgan.weights import complete_folder, load_classifier, read_run_info
+from dcgan.weights import RunFolder
 
 BATCH = 256
 
@@ -19,8 +19,8 @@ def classify(inputs, weights_dir="weights"):
     `inputs`: a PNG or JPEG file, a folder of them (subfolders included; each image named by its path),
     or a .npz of images under x_train or x (each named by its index), of the classifier's image shape.
     """
-    classifier = load_classifier(weights_dir)
-    class_names = read_run_info(complete_folder(weights_dir))["classifier_class_names"]
+    run = RunFolder.of(weights_dir)
+    classifier, class_names = run.model("classifier"), run.class_names
     names, images = _read(Path(inputs), tuple(classifier.input_shape[1:]))
     probabilities = classifier.predict(images, batch_size=BATCH, verbose=0)
     return [(name, class_names[row.argmax()], float(row.max())) for name, row in zip(names, probabilities)]

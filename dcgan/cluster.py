@@ -21,9 +21,6 @@ from dcgan.errors import UserError
 
 # How long a worker waits for all the others to start before it gives up: time to start the command on each machine.
 JOIN_SECONDS = 120.0
-# What every worker must run alike: the settings that change the run, and the versions that compute it.
-# The others may differ from machine to machine (where each writes or reads, its threads, its place).
-LOCAL_SETTINGS = ("worker_index", "threads", "weights_dir", "samples_dir", "logdir", "overwrite")
 # Options that --workers cannot take, and why.
 UNSUPPORTED = {
     "devices": "each worker uses all of its machine's GPUs (choose them with CUDA_VISIBLE_DEVICES)",
@@ -75,6 +72,19 @@ def cluster_of(config):
     return cluster
 
 
+def share_of(size, part, parts):
+    """The rows of a batch of `size` that `part` of `parts` trains on: a worker's of the workers, a device's of
+    every worker's devices (in that order, so a worker's devices share its rows). The one place that says so."""
+    each = size // parts
+    return slice(part * each, (part + 1) * each)
+
+
+def check_split(batch_size, parts, where):
+    """Refuse a batch that does not split evenly across `parts` (`where`, in words)."""
+    if batch_size % parts:
+        raise UserError(f"batch size {batch_size} does not split evenly across {where}; use a multiple of {parts}")
+
+
 def _parse_workers(text):
     workers = tuple(part.strip() for part in text.split(","))
     for address in workers:
@@ -113,7 +123,9 @@ def settings_digest(config):
     import keras
     import tensorflow as tf
 
-    settings = {name: value for name, value in dataclasses.asdict(config).items() if name not in LOCAL_SETTINGS}
+    from dcgan.config import PER_WORKER_SETTINGS  # the others may differ from machine to machine
+
+    settings = {name: value for name, value in dataclasses.asdict(config).items() if name not in PER_WORKER_SETTINGS}
     return json.dumps({**settings, "tensorflow": tf.__version__, "keras": keras.__version__}, sort_keys=True)
 
 

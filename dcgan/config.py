@@ -1,19 +1,37 @@
-"""TrainConfig: everything that defines a training run, saved as run.json beside its weights."""
+"""TrainConfig: everything that defines a training run, saved as run.json beside its weights.
+
+Each field says, where it is defined, how it behaves beyond its value (`setting`): whether a resumed
+run may change it, whether the workers of one run may differ in it, whether a resumed run takes it from
+this command rather than the saved run, and what runs saved before it existed trained with. The lists
+below are read from there, so a new option is one line here, its click option in cli.py, and its use.
+"""
 import dataclasses
 import math
 import os
 import typing
 
-from dcgan.cluster import cluster_of
 from dcgan.errors import UserError
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES, LOSS_SETTINGS,
-                           OPTIMIZERS, PRESETS, SEMI_SUPERVISED_LOSS, SEMI_SUPERVISIONS, augmentations, shown)
+from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, FAKE_BATCH_NORMS, LOSS_NAMES,
+                           LOSS_SETTINGS, OPTIMIZERS, PRESETS, SEMI_SUPERVISED_LOSS, SEMI_SUPERVISIONS, augmentations,
+                           shown)
 from dcgan.sizes import check_image_size
 
 _DEFAULTS = PRESETS[DEFAULT_PRESET]
 SEEDS = 2**32  # seeds are 0 to 2**32 - 1, what Keras and numpy seed with
 MAX_SAMPLE_COUNT = 1024  # a grid of 32 x 32 images: more is unreadable and takes memory at every grid
 MAX_THREADS = 256
+
+# How a setting behaves beyond its value, for `setting`:
+FIXED = "fixed"  # a resumed run must keep the saved run's value: another would make it a different run
+PER_WORKER = "per_worker"  # the workers of one run may differ in it (where each writes, its threads, its place)
+PER_COMMAND = "per_command"  # a resumed run takes it from this command, never from the saved run (where it trains)
+_ALWAYS = object()  # `before` of a setting that every saved run has
+
+
+def setting(default, *behaviours, before=_ALWAYS):
+    """A TrainConfig field: its `default`, its `behaviours` (FIXED, PER_WORKER, PER_COMMAND), and `before`, the
+    value that a run saved before the setting existed trained with."""
+    return dataclasses.field(default=default, metadata={**{name: True for name in behaviours}, "before": before})
 
 
 @dataclasses.dataclass
@@ -23,59 +41,80 @@ class TrainConfig:
     The fields from `activation` to `feature_matching` come from `preset` unless given.
     """
 
-    dataset: str = "mnist"  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file, or folder of IDX or image files
-    image_size: int | None = None  # a folder of images is resized to this square size (default 28); other data: as stored
-    channels: int | None = None  # a folder of images is read as 1 (grayscale) or 3 (colour) channels; None: detected
-    center_crop: bool = False  # crop a folder's images to their square centre before resizing
-    conditioning: str | None = None  # train on the data's labels, to draw a chosen class: how the discriminator
-    # reads the label, "projection" or "concat" (dcgan.conditioning); None: unconditional, labels unused
-    semi_supervised: str | None = None  # also train the discriminator to classify, from `labelled` of the images'
-    # labels and all the images: "derived" or "extra" (dcgan.semi_supervised); None: not
-    labelled: int = 100  # semi-supervised: training images whose labels are used, even across the classes
-    preset: str = DEFAULT_PRESET  # the PRESETS entry that the settings below came from
-    architecture: str = _DEFAULTS["architecture"]  # the models: "classic" (keras-dcgan), "dcgan" (the paper's) or "mlp"
-    loss: str = _DEFAULTS["loss"]  # the game: "bce", "wgan", "wgan-gp", "hinge" or "lsgan"; see dcgan.losses
-    clip: float | None = _DEFAULTS["clip"]  # wgan: clip the critic's weights to [-clip, clip] after each update;
-    # None: the loss's default (dcgan.losses)
-    gp_weight: float | None = _DEFAULTS["gp_weight"]  # wgan-gp: weight of the gradient penalty; None: the loss's default
-    d_steps: int = _DEFAULTS["d_steps"]  # discriminator updates per step, each on its own real batch
-    g_steps: int = _DEFAULTS["g_steps"]  # generator updates per step, after the discriminator's
-    activation: str = _DEFAULTS["activation"]  # hidden layers of the classic and mlp models: "leaky_relu" or "tanh"
-    optimizer: str = _DEFAULTS["optimizer"]  # both players': "adam", "sgd" (Nesterov momentum 0.9) or "rmsprop"
-    lr: float = _DEFAULTS["lr"]  # the discriminator's learning rate, and the generator's when generator_lr is None
-    beta1: float = _DEFAULTS["beta1"]  # Adam's first-moment decay
-    beta2: float = _DEFAULTS["beta2"]  # Adam's second-moment decay
-    generator_lr: float | None = _DEFAULTS["generator_lr"]  # the generator's own learning rate; None: lr
-    halve_generator_lr_at: int | None = _DEFAULTS["halve_generator_lr_at"]  # the step from which the
-    # generator learns at half its rate; None: never
-    ema: float = _DEFAULTS["ema"]  # decay of the generator's weight average, which draws and is saved; 0: none
-    batch_size: int = _DEFAULTS["batch_size"]  # real images per discriminator update; as many generated ones too
-    augment: str = _DEFAULTS["augment"]  # "translation", "cutout", both comma-separated, or "none": see dcgan.augment
-    augment_target: float | None = _DEFAULTS["augment_target"]  # adapt how often to augment so that the
-    # discriminator calls this fraction of the real images it sees real; None: augment every image
-    fake_batch_norm: str = _DEFAULTS["fake_batch_norm"]  # how the generator normalizes the images the
-    # discriminator learns from: "batch" statistics, as in the generator's step, or "moving" averages, as the classic's predict
-    feature_matching: float = _DEFAULTS["feature_matching"]  # weight, in the generator's loss, of the distance
-    # between the mean discriminator features of real and generated images; 0: none, as the classic
-    epochs: int = 30  # passes over the data
-    steps: int | None = None  # stop after this many steps in all, if that comes before the last epoch
-    minutes: float | None = None  # stop after this many minutes of training in all (resumed runs count their earlier time)
-    seed: int = 0  # seeds the initial weights, the data order, the training noise and the sample noise
-    weights_dir: str = "weights"  # weights, run.json and metrics.csv
-    samples_dir: str = "samples"  # sample grid PNGs
-    sample_every: int = 200  # steps between sample grids; one is also drawn where the run ends or stops
-    save_every: int = 500  # steps between checkpoints; one is also saved at the end and on Ctrl-C
-    keep: int = 5  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
-    sample_count: int = 64  # images in each sample grid, all from one fixed noise batch
-    overwrite: bool = False  # replace a run already in weights_dir (its snapshots too)
-    threads: int | None = None  # CPU threads for TensorFlow's ops; None uses every core
-    devices: str | None = None  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
-    workers: str | None = None  # comma-separated host:port of every worker process of a run across machines
-    # (dcgan.cluster); None: one process, or the workers of the environment's TF_CONFIG
-    worker_index: int | None = None  # which of `workers` this process is; 0 is the chief, which writes the run's files
-    mixed_precision: bool = False  # float16 compute on a GPU, float32 weights and loss, with loss scaling
-    xla: bool | None = None  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
-    logdir: str | None = None  # TensorBoard event files: the step's values and the sample grids
+    dataset: str = setting("mnist", FIXED)  # a name in datasets.DATASET_NAMES, or a path to a .npz, IDX file, or
+    # folder of IDX or image files
+    image_size: int | None = setting(None, FIXED)  # a folder of images is resized to this square size (default 28);
+    # other data: as stored
+    channels: int | None = setting(None, FIXED)  # a folder of images is read as 1 (grayscale) or 3 (colour) channels;
+    # None: detected
+    center_crop: bool = setting(False, FIXED)  # crop a folder's images to their square centre before resizing
+    conditioning: str | None = setting(None, FIXED, before=None)  # train on the data's labels, to draw a chosen class:
+    # how the discriminator reads the label, "projection" or "concat" (dcgan.conditioning); None: unconditional
+    semi_supervised: str | None = setting(None, FIXED, before=None)  # also train the discriminator to classify, from
+    # `labelled` of the images' labels and all the images: "derived" or "extra" (dcgan.semi_supervised); None: not
+    labelled: int = setting(100, FIXED, before=100)  # semi-supervised: training images whose labels are used, even
+    # across the classes
+    preset: str = setting(DEFAULT_PRESET, FIXED)  # the PRESETS entry that the settings below came from
+    architecture: str = setting(_DEFAULTS["architecture"], FIXED, before="classic")  # the models: "classic"
+    # (keras-dcgan), "dcgan" (the paper's) or "mlp"
+    loss: str = setting(_DEFAULTS["loss"], FIXED, before="bce")  # the game: "bce", "wgan", "wgan-gp", "hinge" or
+    # "lsgan"; see dcgan.losses
+    clip: float | None = setting(_DEFAULTS["clip"], FIXED, before=None)  # wgan: clip the critic's weights to
+    # [-clip, clip] after each update; None: the loss's default (presets.LOSS_SETTINGS)
+    gp_weight: float | None = setting(_DEFAULTS["gp_weight"], FIXED, before=None)  # wgan-gp: weight of the gradient
+    # penalty; None: the loss's default
+    d_steps: int = setting(_DEFAULTS["d_steps"], FIXED, before=1)  # discriminator updates per step, each on its own
+    # real batch
+    g_steps: int = setting(_DEFAULTS["g_steps"], FIXED, before=1)  # generator updates per step, after the
+    # discriminator's
+    activation: str = setting(_DEFAULTS["activation"], FIXED)  # hidden layers of the classic and mlp models:
+    # "leaky_relu" or "tanh"
+    optimizer: str = setting(_DEFAULTS["optimizer"], FIXED)  # both players': "adam", "sgd" (Nesterov momentum 0.9)
+    # or "rmsprop"
+    lr: float = setting(_DEFAULTS["lr"], FIXED)  # the discriminator's learning rate, and the generator's when
+    # generator_lr is None
+    beta1: float = setting(_DEFAULTS["beta1"], FIXED, before=0.5)  # Adam's first-moment decay
+    beta2: float = setting(_DEFAULTS["beta2"], FIXED, before=0.999)  # Adam's second-moment decay
+    generator_lr: float | None = setting(_DEFAULTS["generator_lr"], FIXED, before=None)  # the generator's own
+    # learning rate; None: lr
+    halve_generator_lr_at: int | None = setting(_DEFAULTS["halve_generator_lr_at"], FIXED, before=None)  # the step
+    # from which the generator learns at half its rate; None: never
+    ema: float = setting(_DEFAULTS["ema"], FIXED)  # decay of the generator's weight average, which draws and is
+    # saved; 0: none
+    batch_size: int = setting(_DEFAULTS["batch_size"], FIXED)  # real images per discriminator update; as many
+    # generated ones too
+    augment: str = setting(_DEFAULTS["augment"], FIXED, before="none")  # "translation", "cutout", both
+    # comma-separated, or "none": see dcgan.augment
+    augment_target: float | None = setting(_DEFAULTS["augment_target"], FIXED, before=None)  # adapt how often to
+    # augment so that the discriminator calls this fraction of the real images it sees real; None: every image
+    fake_batch_norm: str = setting(_DEFAULTS["fake_batch_norm"], FIXED, before="moving")  # how the generator
+    # normalizes the images the discriminator learns from: "batch" statistics, as in the generator's step, or
+    # "moving" averages, as the classic's predict
+    feature_matching: float = setting(_DEFAULTS["feature_matching"], FIXED, before=0.0)  # weight, in the generator's
+    # loss, of the distance between the mean discriminator features of real and generated images; 0: none
+    epochs: int = setting(30)  # passes over the data
+    steps: int | None = setting(None)  # stop after this many steps in all, if that comes before the last epoch
+    minutes: float | None = setting(None)  # stop after this many minutes of training in all (resumed runs count
+    # their earlier time)
+    seed: int = setting(0, FIXED)  # seeds the initial weights, the data order, the training noise and the sample noise
+    weights_dir: str = setting("weights", PER_WORKER)  # weights, run.json and metrics.csv
+    samples_dir: str = setting("samples", PER_WORKER)  # sample grid PNGs
+    sample_every: int = setting(200)  # steps between sample grids; one is also drawn where the run ends or stops
+    save_every: int = setting(500)  # steps between checkpoints; one is also saved at the end and on Ctrl-C
+    keep: int = setting(5)  # snapshots kept in weights_dir/snapshots, newest first; 0 keeps all
+    sample_count: int = setting(64, FIXED)  # images in each sample grid, all from one fixed noise batch
+    overwrite: bool = setting(False, PER_WORKER, PER_COMMAND)  # replace a run already in weights_dir (its snapshots
+    # too)
+    threads: int | None = setting(None, PER_WORKER)  # CPU threads for TensorFlow's ops; None uses every core
+    devices: str | None = setting(None)  # comma-separated devices to split each batch across, e.g. "GPU:0,GPU:1"
+    workers: str | None = setting(None, PER_COMMAND)  # comma-separated host:port of every worker process of a run
+    # across machines (dcgan.cluster); None: one process, or the workers of the environment's TF_CONFIG
+    worker_index: int | None = setting(None, PER_WORKER, PER_COMMAND)  # which of `workers` this process is; 0 is
+    # the chief, which writes the run's files
+    mixed_precision: bool = setting(False, FIXED)  # float16 compute on a GPU, float32 weights and loss, with loss
+    # scaling
+    xla: bool | None = setting(None)  # compile the step with XLA; None: on a single GPU, not on a CPU (slower there)
+    logdir: str | None = setting(None, PER_WORKER)  # TensorBoard event files: the step's values and the sample grids
 
     def __post_init__(self):
         # Paths are kept as text, as run.json writes them: a pathlib.Path given from Python (or to the command
@@ -107,20 +146,43 @@ class TrainConfig:
         """The steps the run makes in all: its epochs, or `steps` if that comes first."""
         return min(self.epochs * steps_per_epoch, self.steps or math.inf)
 
+    @property
+    def generator_rate(self):
+        """The generator's learning rate: generator_lr, or lr where that is None."""
+        return self.lr if self.generator_lr is None else self.generator_lr
+
+    def loss_settings(self):
+        """{setting: value} of the one setting this run's loss owns (presets.LOSS_SETTINGS), its default where it is
+        None; {} for a loss that owns none."""
+        if self.loss not in LOSS_SETTINGS:
+            return {}
+        name, default = LOSS_SETTINGS[self.loss]
+        return {name: default if getattr(self, name) is None else getattr(self, name)}
+
     def resolved(self, image_shape):
         """The settings as training will use them on images of `image_shape`: what none and a missing
         folder option stand for (the image size and channels, the loss's own setting, the generator's rate)."""
-        settings = dataclasses.asdict(self)
-        settings.update(image_size=image_shape[0], channels=image_shape[2])
-        if self.generator_lr is None:
-            settings["generator_lr"] = self.lr
-        if self.loss in LOSS_SETTINGS:
-            name, default = LOSS_SETTINGS[self.loss]
-            settings[name] = default if settings[name] is None else settings[name]
-        return settings
+        return {**dataclasses.asdict(self), "image_size": image_shape[0], "channels": image_shape[2],
+                "generator_lr": self.generator_rate, **self.loss_settings()}
+
+    @property
+    def cluster(self):
+        """The workers this run trains on (dcgan.cluster.Cluster), None in one process; read once per set of settings."""
+        self.check()
+        return self._checked[1]
 
     def check(self):
-        """Raise a UserError naming the first setting that cannot work, and what to give instead."""
+        """Raise a UserError naming the first setting that cannot work, and what to give instead.
+
+        Once per set of values: the command, the loop and the Trainer all call it, and it reads the cluster."""
+        from dcgan.cluster import cluster_of  # which imports this module's lists
+
+        values = dataclasses.astuple(self)
+        if getattr(self, "_checked", (None,))[0] != values:
+            self._check()
+            self._checked = (values, cluster_of(self))
+
+    def _check(self):
         for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
                               ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS),
                               ("conditioning", (None, *CONDITIONINGS)), ("semi_supervised", (None, *SEMI_SUPERVISIONS))):
@@ -157,7 +219,6 @@ class TrainConfig:
             check_image_size(self.architecture, self.image_size)
         if self.semi_supervised:
             self._check_semi_supervised()
-        cluster_of(self)
         for owner, (name, _) in LOSS_SETTINGS.items():
             if getattr(self, name) is not None and owner != self.loss:
                 raise UserError(f"{_option(name)} applies only to --loss {owner}; leave it out with --loss {self.loss}")
@@ -172,6 +233,66 @@ class TrainConfig:
             raise UserError(f"--semi-supervised plays the {SEMI_SUPERVISED_LOSS} game, its real-or-generated probability read "
                             f"from the class logits (Salimans et al. 2016); leave out --loss {self.loss} (in Python: "
                             f"TrainConfig.from_preset, or loss={SEMI_SUPERVISED_LOSS!r})")
+
+
+def settings_that(behaviour):
+    """The names of the TrainConfig fields that have `behaviour` (FIXED, PER_WORKER, PER_COMMAND)."""
+    return tuple(field.name for field in dataclasses.fields(TrainConfig) if field.metadata.get(behaviour))
+
+
+SETTINGS = tuple(field.name for field in dataclasses.fields(TrainConfig))
+FIXED_ON_RESUME = settings_that(FIXED)
+PER_WORKER_SETTINGS = settings_that(PER_WORKER)
+PER_COMMAND_SETTINGS = settings_that(PER_COMMAND)
+# What a run saved before a setting existed trained with: the setting's value then.
+BEFORE_IT_EXISTED = {field.name: field.metadata["before"] for field in dataclasses.fields(TrainConfig)
+                     if field.metadata["before"] is not _ALWAYS}
+
+
+def saved_config(run_info):
+    """The TrainConfig fields of a saved run, those it predates filled with what it trained with. A saved run
+    without a preset predates presets and trained the classic way."""
+    config = run_info["config"]
+    if "preset" not in config:
+        config = {"preset": "classic", **PRESETS["classic"], **config}
+    return {**BEFORE_IT_EXISTED, **config}
+
+
+def check_resumable(config, record, saved):
+    """Refuse to resume the saved run (its run.json, `saved`) with settings that would make the continued run a
+    different run; `record`, what run.json would say of `config`'s run now (dcgan.weights.run_record)."""
+    from dcgan.weights import class_names_of
+
+    settings = saved_config(saved)
+    if bool(config.conditioning) != bool(settings["conditioning"]):
+        raise UserError(f"cannot resume {'with' if config.conditioning else 'without'} --conditional: the saved run trained "
+                        f"{'without' if config.conditioning else 'with'} labels; resume it as it is, or start a new run "
+                        "in another --weights-dir")
+    for name in FIXED_ON_RESUME:
+        if getattr(config, name) != settings[name]:
+            raise UserError(
+                f"cannot resume with {_option(name)} {shown(getattr(config, name))}: the saved run used "
+                f"{shown(settings[name])}; leave {_option(name)} out to keep it, or start a new run in another --weights-dir"
+            )
+    now, then = {**record, "class_names": class_names_of(record)}, {**saved, "class_names": class_names_of(saved)}
+    for name in ("image_shape", "latent_dim", "dataset_size", "class_names"):
+        if now.get(name) != then.get(name):
+            raise UserError(
+                f"cannot resume: the saved run had {name} {then.get(name)}, now it is {now.get(name)}; "
+                "the data or model changed, so start a new run in another --weights-dir"
+            )
+
+
+def resumed_config(run_info, **given):
+    """The TrainConfig that continues the saved run of `run_info`: its settings, this command's own (PER_COMMAND)
+    at their defaults, and the `given` settings over both."""
+    own = {field.name: field.default for field in dataclasses.fields(TrainConfig) if field.name in PER_COMMAND_SETTINGS}
+    return TrainConfig(**{**saved_config(run_info), **own, **given})
+
+
+def option_names(names):
+    """"--epochs, --steps": settings as the command line names them."""
+    return ", ".join(_option(name) for name in names)
 
 
 def settings_problem(settings):

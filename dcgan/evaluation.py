@@ -28,7 +28,7 @@ from dcgan.datasets import load_labelled
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
 from dcgan.generation import draw_batches, generate
-from dcgan.weights import load_classifier, read_run_info
+from dcgan.weights import RunFolder
 
 CLASSIFIER_VERSION = 1  # part of the cache key: raise it when the classifier or its training changes
 NEIGHBOURS = 3  # k of the k-NN balls, as in Kynkäänniemi et al.
@@ -245,15 +245,15 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     `dataset` defaults to the one the run trained on. Returns a report: the run, the classifier
     and its held-out accuracy, and the scores of the generated images and of real training images.
     """
-    run_info = read_run_info(weights_dir)
-    config = run_info["config"]
-    dataset = dataset or config["dataset"]
+    run = RunFolder.of(weights_dir)
+    config = run.config
+    dataset = dataset or config.dataset
     # A folder of images is read as the run read it, so that the real images have the generated ones' shape.
-    scorer = Scorer(dataset, cache_dir, log, config.get("image_size"), config.get("channels"), config.get("center_crop", False))
+    scorer = Scorer(dataset, cache_dir, log, config.image_size, config.channels, config.center_crop)
     if count < MEANINGFUL_COUNT:
         log(f"Warning: with {count} images the scores vary from seed to seed and the Fréchet distance is biased "
             f"upward; use --count {MEANINGFUL_COUNT} or more to compare runs, and the same count for each")
-    class_names = run_info.get("class_names")
+    class_names = run.class_names if config.conditioning else None
     labels = None
     if class_names:
         if len(class_names) != scorer.classes:
@@ -262,32 +262,32 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
         if count < 2 * len(class_names):
             raise UserError(f"--count {count} draws fewer than 2 images of each of the run's {len(class_names)} classes; "
                             f"use --count {max(MEANINGFUL_COUNT, 2 * len(class_names))} or more")
-        drawn = list(draw_batches(weights_dir, count, seed))  # the classes in turn: evenly
+        drawn = list(draw_batches(run, count, seed))  # the classes in turn: evenly
         images, labels = (np.concatenate(parts) for parts in zip(*drawn))
     else:
-        images, _ = generate(weights_dir, count, seed)
+        images, _ = generate(run, count, seed)
     return {
         "weights_dir": str(weights_dir),
-        "step": run_info.get("step"),
+        "step": run.info.get("step"),
         "dataset": dataset,
         "seed": seed,
         **({"class_names": class_names} if class_names else {}),
-        **({"semi_supervised": _semi_supervised_scores(weights_dir, run_info, scorer, dataset)} if config.get("semi_supervised") else {}),
+        **({"semi_supervised": _semi_supervised_scores(run, scorer, dataset)} if config.semi_supervised else {}),
         "classifier": {**scorer.classifier.info},
         "generated": scorer.score(images, labels),
         "real": scorer.floor(count, labelled=labels is not None),
     }
 
 
-def _semi_supervised_scores(weights_dir, run_info, scorer, dataset):
+def _semi_supervised_scores(run, scorer, dataset):
     """A semi-supervised run's classifier on the held-out images: its accuracy and confusion matrix."""
-    names = run_info["classifier_class_names"]
+    names = run.class_names
     if len(names) != scorer.classes:
         raise UserError(f"the run's classifier has {len(names)} classes and {dataset} {scorer.classes}; score it "
                         "against the labelled dataset it was trained on")
-    accuracy, confusion = accuracy_and_confusion(load_classifier(weights_dir), scorer.data.test_images,
+    accuracy, confusion = accuracy_and_confusion(run.model("classifier"), scorer.data.test_images,
                                                  scorer.data.test_labels, len(names))
-    return {"class_names": names, "labelled": run_info["config"]["labelled"], "held_out_images": len(scorer.data.test_labels),
+    return {"class_names": names, "labelled": run.config.labelled, "held_out_images": len(scorer.data.test_labels),
             "held_out_accuracy": accuracy, "confusion_matrix": confusion.tolist()}
 
 

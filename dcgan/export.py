@@ -18,7 +18,7 @@ from dcgan.errors import UserError, first_line
 from dcgan.files import writable_folder
 from dcgan.conditioning import BODY
 from dcgan.generation import all_classes, latent_noise
-from dcgan.weights import load_generator
+from dcgan.weights import RunFolder
 
 TOLERANCE = 1e-4  # the largest pixel difference (images in [-1, 1]) an export may have from the Keras generator
 CHECK_SEED, CHECK_COUNT = 0, 64  # the noise an export is checked on: a batch of 64, so a batch size other than 1 works
@@ -91,9 +91,10 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     missing = [module for module in kind.modules if not _importable(module)]
     if missing:
         raise UserError(f"exporting to {format} needs {' and '.join(missing)}, which pip install 'dcgan[export]' installs")
-    generator = load_generator(weights_dir)
+    run = RunFolder.of(weights_dir)
+    generator = run.model("generator")
     inputs = {INPUT_NAME: latent_noise(np.random.default_rng(CHECK_SEED), CHECK_COUNT, generator)}
-    classes = all_classes(weights_dir)
+    classes = all_classes(run)
     if classes:
         inputs[LABELS_NAME] = (np.arange(CHECK_COUNT) % len(classes)).astype(np.int32)
     expected = generator.predict(list(inputs.values()) if classes else inputs[INPUT_NAME], verbose=0)

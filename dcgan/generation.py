@@ -15,7 +15,7 @@ from dcgan.conditioning import BODY
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
 from dcgan.images import save_animation, save_grid, to_picture, to_uint8
-from dcgan.weights import complete_folder, load_discriminator, load_generator, read_run_info
+from dcgan.weights import RunFolder
 
 BATCH = 500  # images per forward pass: bounds memory whatever the count
 GIF_SIDE = 256  # the interpolation GIF's shorter side is at least this many pixels
@@ -30,12 +30,13 @@ def generate(weights_dir="weights", count=128, seed=0, nice_factor=None, classes
     the discriminator scores highest (in each class), best first; without it the scores are None.
     The noise is a pure function of `seed`, so the same seed gives the same images.
     """
-    generator = load_generator(weights_dir)
+    run = RunFolder.of(weights_dir)
+    generator = run.model("generator")
     drawn = count * (nice_factor or 1)
     noise = latent_noise(np.random.default_rng(seed), drawn, generator)
     labels = None
     if _conditional(generator):
-        classes = all_classes(weights_dir) if classes is None else list(classes)
+        classes = all_classes(run) if classes is None else list(classes)
         labels = np.repeat(np.asarray(classes, np.int32), drawn)
         noise = np.tile(noise, (len(classes), 1))
     inputs = noise if labels is None else [noise, labels]
@@ -43,7 +44,7 @@ def generate(weights_dir="weights", count=128, seed=0, nice_factor=None, classes
     if not nice_factor:
         return images, None
     judged = images if labels is None else [images, labels]
-    scores = load_discriminator(weights_dir).predict(judged, batch_size=BATCH, verbose=0)[:, 0].reshape(-1, drawn)
+    scores = run.model("discriminator").predict(judged, batch_size=BATCH, verbose=0)[:, 0].reshape(-1, drawn)
     best = np.argsort(-scores, axis=1, kind="stable")[:, :count]  # each class's own best
     best += (np.arange(len(scores)) * drawn)[:, None]
     return images[best.ravel()], scores.ravel()[best.ravel()]
@@ -60,11 +61,12 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
     the classes. Given two classes, each walk instead keeps its noise and moves from the first
     class to the second.
     """
-    generator = load_generator(weights_dir)
+    run = RunFolder.of(weights_dir)
+    generator = run.model("generator")
     conditional = _conditional(generator)
     start, end = np.random.default_rng(seed).uniform(-1, 1, (2, walks, _latent_dim(generator)))
     fractions = np.linspace(0, 1, points)[None, :, None]
-    class_count = len(all_classes(weights_dir))
+    class_count = len(run.class_names)
     if conditional and classes is not None and len(classes) == 2:
         noise = np.repeat(start[:, None], points, axis=1).reshape(walks * points, -1)
         one_hot = np.eye(class_count)[list(classes)]
@@ -88,14 +90,16 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
 
 
 def all_classes(weights_dir):
-    """The class indices of the run in `weights_dir`: empty for an unconditional run."""
-    return list(range(len(read_run_info(complete_folder(weights_dir)).get("class_names", ()))))
+    """The class indices of the conditional run in `weights_dir` (a folder or its RunFolder): empty for another run."""
+    run = RunFolder.of(weights_dir)
+    return list(range(len(run.class_names))) if run.config.conditioning else []
 
 
 def class_indices(weights_dir, requested):
     """The class indices that `requested` names ("all", class names or indices) in the run in `weights_dir`,
     in the order given, each once."""
-    names = read_run_info(complete_folder(weights_dir)).get("class_names")
+    run = RunFolder.of(weights_dir)
+    names = run.class_names if run.config.conditioning else None
     if not names:
         raise UserError(f"--class works only with a conditional run, and {weights_dir} was trained without labels; "
                         "train with --conditional to choose classes")
@@ -149,10 +153,11 @@ def draw_batches(weights_dir, count, seed, classes=None):
     memory stays bounded whatever the count; a pure function of `seed`, whose first images are those of any
     smaller count. A conditional run draws the classes in `classes` (None: all) in turn: image i is of class
     classes[i % len(classes)]."""
-    generator = load_generator(weights_dir)
+    run = RunFolder.of(weights_dir)
+    generator = run.model("generator")
     conditional = _conditional(generator)
     if conditional:
-        classes = np.asarray(all_classes(weights_dir) if classes is None else classes, np.int32)
+        classes = np.asarray(all_classes(run) if classes is None else classes, np.int32)
     rng = np.random.default_rng(seed)
     for start in range(0, count, BATCH):
         size = min(BATCH, count - start)
@@ -173,11 +178,12 @@ def save_images(weights_dir, count, seed, output, classes=None):
     Each appears whole or not at all: the folder is filled under a hidden name and then renamed.
     """
     output = Path(output)
-    batches = draw_batches(weights_dir, count, seed, classes)
+    run = RunFolder.of(weights_dir)
+    batches = draw_batches(run, count, seed, classes)
     if output.suffix.lower() == ".npz":
         write_atomically(output, lambda temporary: _write_npz(batches, count, temporary))
         return
-    names = [_file_safe(name) for name in read_run_info(complete_folder(weights_dir)).get("class_names", ())]
+    names = [_file_safe(name) for name in run.class_names]
     partial = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         partial.mkdir()

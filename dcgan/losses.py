@@ -27,15 +27,7 @@ class Loss:
     head: str  # the discriminator's last activation: "sigmoid" (scores are probabilities) or "linear" (a critic)
     real_above: float  # a score above this calls an image real
     wasserstein: bool = False  # mean real minus mean generated score estimates the Wasserstein distance
-    setting: str | None = None  # the TrainConfig field this loss needs (presets.LOSS_SETTINGS); no other loss takes it
-    default: float | None = None  # that field's value when it is not given
-
-    def settings(self, config):
-        """{setting: value} of what this loss needs from `config`, its default where `config` leaves it None."""
-        if not self.setting:
-            return {}
-        value = getattr(config, self.setting)
-        return {self.setting: self.default if value is None else value}
+    setting: str | None = None  # the TrainConfig field this loss owns (presets.LOSS_SETTINGS; TrainConfig.loss_settings)
 
     @property
     def penalized(self):
@@ -65,8 +57,7 @@ def _halves(loss):
 
 
 def _owned(name):
-    setting, default = LOSS_SETTINGS[name]
-    return {"setting": setting, "default": default}
+    return {"setting": LOSS_SETTINGS[name][0]}
 
 
 def _wasserstein_critic(real, fake):

@@ -12,7 +12,6 @@ from dcgan.images import to_picture
 
 # Per-step values the training step reports, in the order of metrics.csv's columns.
 STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_acc_real", "d_acc_fake", "augment_p")
-METRICS_FILE = "metrics.csv"  # in the weights folder, one row per step
 CLASSIFIER_VALUES = ("c_loss", "c_acc")  # and a semi-supervised run's: its labelled batches' cross-entropy and accuracy
 
 
@@ -74,14 +73,15 @@ class Progress:
         """The line of the last step, where the run ends or stops within an epoch."""
         if self.shown_step != self.step:
             self._show(end="\n")
-        self._close_line()
+        self.close_line()
 
     def warn(self, text):
         """Print a warning on stderr without tearing the line being redrawn."""
-        self._close_line()
+        self.close_line()
         print(text, file=sys.stderr, flush=True)
 
-    def _close_line(self):
+    def close_line(self):
+        """End the line being redrawn in place, so that what is printed next starts a line of its own."""
         if self.line_open:
             print(flush=True)
             self.line_open = False

@@ -1,6 +1,5 @@
 """Pictures of a run from its files: training curves from metrics.csv, and an animated GIF of its sample grids."""
 import csv
-import re
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +8,10 @@ from PIL import Image, ImageDraw, ImageFont
 from dcgan.errors import UserError
 from dcgan.files import write_atomically
 from dcgan.images import save_animation
+from dcgan.weights import GRID_PREFIX, METRICS_FILE, grid_files
 
 CURVES_FILE = "curves.png"
 ANIMATION_FILE = "fakes.gif"
-GRID_NAME = re.compile(r"fakes_epoch\d+_step(\d+)\.png")
 
 # (title, [(column, label, colour)], the usual y range or None) for each panel of the curves; a panel
 # leaves its usual range for the values' own when they fall outside it (a critic's scores). Columns a
@@ -104,16 +103,6 @@ def plot_curves(metrics_path, output):
     write_atomically(output, lambda temporary: figure.savefig(temporary, format="png"))
 
 
-def grid_files(samples_dir):
-    """The run's sample grids in `samples_dir`, as (step, path) in step order."""
-    found = []
-    for path in Path(samples_dir).glob("fakes_epoch*_step*.png"):
-        match = GRID_NAME.fullmatch(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
 def animate_grids(samples_dir, output, frame_seconds=0.25, max_frames=120):
     """An animated GIF of the sample grids in `samples_dir`, captioned with their step; holds the last one.
 
@@ -121,7 +110,7 @@ def animate_grids(samples_dir, output, frame_seconds=0.25, max_frames=120):
     """
     grids = grid_files(samples_dir)
     if not grids:
-        raise UserError(f"no sample grids (fakes_epoch*_step*.png) in {samples_dir}; pass the --samples-dir of a training run")
+        raise UserError(f"no sample grids ({GRID_PREFIX}_epoch*_step*.png) in {samples_dir}; pass the --samples-dir of a training run")
     if len(grids) > max_frames:
         grids = [grids[round(i)] for i in np.linspace(0, len(grids) - 1, max_frames)]
     font = _font(14)
@@ -135,6 +124,13 @@ def animate_grids(samples_dir, output, frame_seconds=0.25, max_frames=120):
         frames.append(frame)
     save_animation(frames, output, frame_seconds, hold_last_seconds=2)
     return len(frames)
+
+
+def draw_run_pictures(weights_dir, samples_dir):
+    """The training curves and, once there are sample grids, their animation, as they stand."""
+    plot_curves(Path(weights_dir) / METRICS_FILE, Path(samples_dir) / CURVES_FILE)
+    if grid_files(samples_dir):
+        animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
 
 
 def _font(size):

@@ -58,14 +58,6 @@ LOSS_SETTINGS = {"wgan": ("clip", 0.01), "wgan-gp": ("gp_weight", 10.0)}
 # The only game a semi-supervised discriminator plays (dcgan.semi_supervised), whatever its preset's.
 SEMI_SUPERVISED_LOSS = "bce"
 
-# What a run saved before a setting existed trained with: the setting's value then. A saved run
-# without a preset predates presets and trained the classic way.
-BEFORE_IT_EXISTED = {"augment": "none", "generator_lr": None, "augment_target": None, "fake_batch_norm": "moving",
-                     "feature_matching": 0.0, "halve_generator_lr_at": None, "architecture": "classic", "loss": "bce",
-                     "clip": None, "gp_weight": None, "d_steps": 1, "g_steps": 1, "beta1": 0.5, "beta2": 0.999,
-                     "conditioning": None, "semi_supervised": None, "labelled": 100}
-
-
 def augmentations(setting):
     """("translation", "cutout") from the setting "translation,cutout"; () from "none"."""
     names = tuple(name.strip() for name in setting.split(",") if name.strip())
@@ -76,14 +68,6 @@ def augmentations(setting):
         raise UserError(f"unknown augmentation {', '.join(unknown) or repr(setting)}; give a comma-separated list of "
                         f"{' and '.join(AUGMENTATIONS)}, or none")
     return names
-
-
-def saved_config(run_info):
-    """The TrainConfig fields of a saved run, those it predates filled with what it trained with."""
-    config = run_info["config"]
-    if "preset" not in config:
-        config = {"preset": "classic", **PRESETS["classic"], **config}
-    return {**BEFORE_IT_EXISTED, **config}
 
 
 def shown(value):

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from dcgan.augment import DRAWS_PER_AUGMENTATION, augment, augment_chosen
-from dcgan.cluster import cluster_of, join, settings_digest
+from dcgan.cluster import join, settings_digest, share_of
 from dcgan.conditioning import conditioning_of
 from dcgan.datasets import IMAGE_SHAPE
 from dcgan.losses import LOSSES, gradient_penalty
@@ -58,27 +58,26 @@ class Trainer:
         self.judging = self.semi_supervision or self.conditioning
         self.loss = LOSSES[config.loss]
         # The critic's weight bound (wgan) and the gradient penalty's weight (wgan-gp), for the losses that have them.
-        needs = self.loss.settings(config)
-        self.clip, self.gp_weight = needs.get("clip"), needs.get("gp_weight")
+        owned = config.loss_settings()
+        self.clip, self.gp_weight = owned.get("clip"), owned.get("gp_weight")
         self.seed = config.seed
         self.latent_dim = latent_dim
-        self.generator_lr = config.lr if config.generator_lr is None else config.generator_lr
+        self.generator_lr = config.generator_rate
         self.augmentations = augmentations(config.augment)
         self.augment_target = config.augment_target if self.augmentations else None
         keras.utils.set_random_seed(config.seed)
         devices = config.devices.split(",") if config.devices else None
-        cluster = cluster_of(config)
+        cluster = config.cluster
         if cluster:
             self.strategy = join(cluster, settings_digest(config))
         else:
             self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
             # Each device sees part of the batch: batch norm must pool their statistics to match one device.
-            synchronized = self.strategy.num_replicas_in_sync > 1
-            models = {"classes": classes, "image_shape": image_shape, "synchronized": synchronized,
-                      "activation": config.activation, "architecture": config.architecture}
-            self.generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
-            self.discriminator = self.judging.build_discriminator(loss=config.loss, **models)
+            models = {"config": config, "image_shape": image_shape, "latent_dim": latent_dim, "classes": classes,
+                      "synchronized": self.strategy.num_replicas_in_sync > 1}
+            self.generator = build_model("generator", **models)
+            self.discriminator = build_model("discriminator", **models)
             # With batch norm, the discriminator's update sees the real and the generated images as two batches,
             # each normalized by its own statistics, as PyTorch's DCGAN example does: the generator's update shows
             # it generated images alone, and a discriminator that learned them normalized together with real ones
@@ -92,7 +91,7 @@ class Trainer:
             self.g_optimizer.build(self.generator_variables)
             self.average_generator = None
             if config.ema:
-                self.average_generator = self.conditioning.build_generator(latent_dim=latent_dim, **models)
+                self.average_generator = build_model("generator", **models)
                 self.average_generator.set_weights(self.generator.get_weights())
             always = self.augmentations and self.augment_target is None
             self.augment_probability = tf.Variable(1.0 if always else 0.0, trainable=False, name="augment_probability")
@@ -296,9 +295,8 @@ class Trainer:
         Reports the discriminator's values and the generator's loss, each the mean over its updates.
         """
         context = tf.distribute.get_replica_context()
-        share = tf.shape(inputs["real"])[1] // context.num_replicas_in_sync
-        start = context.replica_id_in_sync_group * share
-        mine = {name: batches[:, start : start + share] for name, batches in inputs.items()}
+        rows = share_of(tf.shape(inputs["real"])[1], context.replica_id_in_sync_group, context.num_replicas_in_sync)
+        mine = {name: batches[:, rows] for name, batches in inputs.items()}
         labels = mine.get("labels")
         d_values = []
         for update in range(self.config.d_steps):
@@ -314,6 +312,19 @@ class Trainer:
                                          None if labels is None else labels[update % self.config.d_steps])
                     for update in range(self.config.g_steps)]
         return {**{name: _mean_of([values[name] for values in d_values]) for name in d_values[0]}, "g_loss": _mean_of(g_losses)}
+
+
+def build_model(role, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0, synchronized=False):
+    """A run's untrained "generator" or "discriminator" as `config` makes it, for images of `image_shape` and
+    `classes` classes: what training builds and what a run folder rebuilds its files into.
+    `synchronized`: batch norm pools its statistics across the devices of a split batch."""
+    models = {"classes": classes, "image_shape": image_shape, "synchronized": synchronized,
+              "activation": config.activation, "architecture": config.architecture}
+    conditioning = conditioning_of(config.conditioning)
+    if role == "generator":
+        return conditioning.build_generator(latent_dim=latent_dim, **models)
+    judging = SEMI_SUPERVISIONS.get(config.semi_supervised) or conditioning
+    return judging.build_discriminator(loss=config.loss, **models)
 
 
 def _mean_of(tensors):

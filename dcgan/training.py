@@ -1,33 +1,33 @@
-"""The training loop: batches, sample grids, metrics, checkpoints, resume and stopping on a signal."""
+"""The training loop, `fit`, as Keras's own: what happens around each step is a callback (dcgan.callbacks).
+`train` readies a run (its data, its folder, what it resumes from) and chooses the callbacks."""
 import concurrent.futures
-import csv
 import dataclasses
 import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from dcgan.cluster import Agreement, cluster_of, join, lost_worker, settings_digest
+from dcgan import callbacks as run_callbacks
+from dcgan.cluster import Agreement, check_split, join, lost_worker, settings_digest, share_of
+from dcgan.config import check_resumable
 from dcgan.conditioning import grid_labels
 from dcgan.datasets import dataset_label, load_training_data
+from dcgan.devices import check_devices, use_threads
 from dcgan.errors import TrainingStopped, UserError
 from dcgan.files import FolderLock, writable_folder
 from dcgan.image_folders import ImageFolder
-from dcgan.images import save_grid
 from dcgan.models import LATENT_DIM
-from dcgan.monitor import METRICS_COLUMNS, METRICS_FILE, EventLog, HealthCheck, Progress, metrics_columns
-from dcgan.plots import ANIMATION_FILE, CURVES_FILE, animate_grids, grid_files, plot_curves
-from dcgan.presets import saved_config, shown
+from dcgan.monitor import HealthCheck, Progress, metrics_columns
+from dcgan.plots import ANIMATION_FILE, CURVES_FILE
 from dcgan.semi_supervised import choose_labelled, labelled_batch
 from dcgan.trainer import Trainer
-from dcgan.weights import (PREVIOUS_RUN, RUN_FILE, complete_folder, drop_previous_run, load_checkpoint, remove_leftovers,
-                           save_checkpoint, set_aside_run, settle_previous_run)
+from dcgan.weights import (METRICS_FILE, PREVIOUS_RUN, RUN_FILE, complete_folder, load_checkpoint, remove_leftovers,
+                           run_record, set_aside_run, settle_previous_run)
 
 # What TensorFlow raises when a worker of a run stops answering in a collective.
 LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
@@ -73,12 +73,12 @@ class Batches:
 
     def read(self, step):
         chosen = self._chosen(step)
-        part, parts = self.share
-        if parts == 1:
+        if self.share[1] == 1:
             return self.images[chosen]
-        mine = (np.arange(len(chosen)) % self.batch_size) // (self.batch_size // parts) == part
+        mine = np.zeros((len(chosen) // self.batch_size, self.batch_size), bool)
+        mine[:, share_of(self.batch_size, *self.share)] = True
         batch = np.zeros((len(chosen), *self.images.shape[1:]), np.float32)
-        batch[mine] = self.images[chosen[mine]]
+        batch[mine.ravel()] = self.images[chosen[mine.ravel()]]
         return batch
 
     def labels_at(self, step):
@@ -101,9 +101,9 @@ class LabelledBatches:
     """A semi-supervised run's labelled images, `config.labelled` of them chosen from the seed, and each step's
     batch of them: (images, classes) for every discriminator update, a pure function of (seed, step)."""
 
-    def __init__(self, images, labels, class_names, config):
-        chosen = choose_labelled(labels, config.labelled, config.seed, class_names)
-        self.images, self.labels = np.asarray(images[chosen]), labels[chosen]
+    def __init__(self, data, config):
+        chosen = choose_labelled(data.labels, config.labelled, config.seed, data.class_names)
+        self.images, self.labels = np.asarray(data.images[chosen]), data.labels[chosen]
         self.seed, self.size = config.seed, config.step_images
 
     def __call__(self, step):
@@ -116,320 +116,263 @@ def sample_noise(seed, count, latent_dim=LATENT_DIM):
     return np.random.default_rng([seed, 2**31]).uniform(-1, 1, (count, latent_dim)).astype(np.float32)
 
 
-def train(config, resume=False):
+def train(config, resume=False, callbacks=None):
     """Train per `config`, writing sample grids, metrics and checkpoints. Returns the Trainer.
 
     With `resume`, continue the run in `config.weights_dir` from its newest snapshot: weights,
     optimizer state, step and epoch, data order and noise all carry on as if it had never stopped.
+    `callbacks`: keras.callbacks.Callback objects, called around each step as Keras's fit calls them
+    (dcgan.callbacks says with what).
     """
     config.check()  # every setting, before a folder is read or TensorFlow runs
+    user_callbacks = run_callbacks.checked(callbacks)
     use_threads(config.threads)  # next: nothing below may start TensorFlow before its threads are set
-    cluster = cluster_of(config)
+    cluster = config.cluster
     if cluster:
         # MultiWorkerMirroredStrategy gives every worker as many devices as this one: all its GPUs, or its CPU.
         replicas = len(cluster.workers) * max(1, len(tf.config.list_physical_devices("GPU")))
-        if config.batch_size % replicas:
-            raise UserError(f"batch size {config.batch_size} does not split evenly across the {replicas} devices of "
-                            f"{len(cluster.workers)} workers; use a multiple of {replicas}")
+        check_split(config.batch_size, replicas, f"the {replicas} devices of {len(cluster.workers)} workers")
         join(cluster, settings_digest(config))
-    images, labels, class_names = load_training_data(config)
-    labelled_at = LabelledBatches(images, labels, class_names, config) if config.semi_supervised else lambda step: None
-    if config.steps_per_epoch(len(images)) == 0:
+    data = TrainingData(*load_training_data(config))
+    if config.steps_per_epoch(len(data.images)) == 0:
         raise UserError(
             f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
-            f"updates), more than the dataset's {len(images)}; use a batch size of at most {len(images) // config.d_steps}"
+            f"updates), more than the dataset's {len(data.images)}; use a batch size of at most "
+            f"{len(data.images) // config.d_steps}"
         )
     if config.devices is not None:
         count = len(config.devices.split(","))
-        if config.batch_size % count:
-            raise UserError(f"batch size {config.batch_size} does not split evenly across {count} devices; use a multiple of {count}")
+        check_split(config.batch_size, count, f"{count} devices")
         check_devices(config.devices)
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UserError("--mixed-precision needs a GPU (on a CPU float16 is slower than float32); leave it out here")
     if cluster and not cluster.chief:
         # It writes nothing of the run: it reads the chief's folder to resume, and saves where it throws the save away.
-        return _train(config, resume, images, labels, class_names, labelled_at, Path(config.weights_dir),
-                      Path(config.samples_dir), cluster)
+        return _train(config, resume, data, Path(config.weights_dir), Path(config.samples_dir), user_callbacks)
     weights_dir = writable_folder(config.weights_dir, "--weights-dir")
     samples_dir = writable_folder(config.samples_dir, "--samples-dir")
     if config.logdir:
         writable_folder(config.logdir, "--logdir")
     with FolderLock(weights_dir):
-        remove_leftovers(weights_dir)
-        settled = settle_previous_run(weights_dir)
-        if settled:
-            print(settled, file=sys.stderr)
-        if (complete_folder(weights_dir) / RUN_FILE).exists() and not (config.overwrite or resume):
-            raise UserError(
-                f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to replace it, "
-                "or choose another folder with --weights-dir"
-            )
-        replacing = (complete_folder(weights_dir) / RUN_FILE).exists() and not resume
-        if replacing:
-            set_aside_run(weights_dir)
-            print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
-                  "saves its first checkpoint, and put back if this run fails before that")
+        replacing = _ready_folder(weights_dir, config.overwrite, resume)
         try:
-            return _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir, cluster)
+            return _train(config, resume, data, weights_dir, samples_dir, user_callbacks)
         except BaseException:
             if replacing:
                 settle_previous_run(weights_dir)
             raise
 
 
-def _train(config, resume, images, labels, class_names, labelled_at, weights_dir, samples_dir, cluster):
-    trainer = Trainer(config, images.shape[1:], classes=len(class_names or ()))
-    writes = cluster is None or cluster.chief  # the run's files: only the chief of several workers writes them
-    batches = Batches(images, config.seed, config.batch_size, config.d_steps, labels if config.conditioning else None,
+@dataclasses.dataclass
+class TrainingData:
+    images: np.ndarray  # or an ImageFolder, read as it trains
+    labels: np.ndarray | None
+    class_names: list | None
+
+
+def _ready_folder(weights_dir, overwrite, resume):
+    """Ready the locked `weights_dir` for a run: clear what a killed one left, and set aside the run there that
+    --overwrite replaces. Returns whether it set one aside."""
+    remove_leftovers(weights_dir)
+    settled = settle_previous_run(weights_dir)
+    if settled:
+        print(settled, file=sys.stderr)
+    holds_run = (complete_folder(weights_dir) / RUN_FILE).exists()
+    if holds_run and not (overwrite or resume):
+        raise UserError(f"{weights_dir} already holds a training run; pass --resume to continue it, --overwrite to "
+                        "replace it, or choose another folder with --weights-dir")
+    if holds_run and not resume:
+        set_aside_run(weights_dir)
+        print(f"Replacing the run in {weights_dir}: it is kept in {weights_dir / PREVIOUS_RUN} until this run "
+              "saves its first checkpoint, and put back if this run fails before that")
+    return holds_run and not resume
+
+
+@dataclasses.dataclass
+class Plan:
+    """Where a run starts and where it ends, as `_train` works them out."""
+
+    start: int  # the steps done before this process trains (a resumed run's)
+    total_steps: int
+    time_limit: float  # seconds of training in all, earlier ones included
+    clock: run_callbacks.Clock
+    record: dict  # run.json's contents from the start (dcgan.weights.run_record)
+    chief: bool  # writes the run's files
+
+
+def _train(config, resume, data, weights_dir, samples_dir, user_callbacks):
+    cluster = config.cluster
+    trainer = Trainer(config, data.images.shape[1:], classes=len(data.class_names or ()))
+    batches = Batches(data.images, config.seed, config.batch_size, config.d_steps,
+                      data.labels if config.conditioning else None,
                       (cluster.index, len(cluster.workers)) if cluster else (0, 1))
-    agree = Agreement(trainer.strategy) if cluster else None
-    steps_per_epoch = batches.steps_per_epoch
-    run_info = {
-        "config": dataclasses.asdict(config),
-        "image_shape": list(images.shape[1:]),
-        "latent_dim": trainer.latent_dim,
-        "dataset_size": len(images),
-        "steps_per_epoch": steps_per_epoch,
-        **({"class_names": class_names} if config.conditioning else {}),
-        **({"classifier_class_names": class_names} if config.semi_supervised else {}),
-    }
+    labelled_at = LabelledBatches(data, config) if config.semi_supervised else lambda step: None
+    record = run_record(config, data.images.shape[1:], trainer.latent_dim, len(data.images), batches.steps_per_epoch,
+                        data.class_names)
     step = 0
     if resume:
-        step = load_checkpoint(weights_dir, trainer, check=lambda saved: check_resumable(config, run_info, saved))["step"]
-    total_steps = config.total_steps(steps_per_epoch)
-    metrics_path = weights_dir / METRICS_FILE
-    columns = metrics_columns(classifies=bool(config.semi_supervised))
-    elapsed_before = 0.0
-    if writes:
-        elapsed_before = restart_metrics(metrics_path, step, {"augment_p": f"{float(trainer.augment_probability.numpy()):g}"},
-                                         columns)
+        step = load_checkpoint(weights_dir, trainer, check=lambda saved: check_resumable(config, record, saved))["step"]
+    chief = cluster is None or cluster.chief
+    elapsed = 0.0
+    if chief:
+        augment_p = f"{float(trainer.augment_probability.numpy()):g}"
+        elapsed = run_callbacks.restart_metrics(weights_dir / METRICS_FILE, step, {"augment_p": augment_p}, _columns(config))
+    agree = Agreement(trainer.strategy) if cluster else None
     if agree:  # the workers start from the same step, and count the chief's minutes
-        elapsed_before = agree.on_start(step, elapsed_before, cluster)
-    time_limit = math.inf if config.minutes is None else 60 * config.minutes
-    if step >= total_steps or elapsed_before >= time_limit:
-        print(f"Nothing to do: the run in {weights_dir} is at step {step} of {total_steps} after "
-              f"{elapsed_before / 60:.1f} minutes of training; raise --epochs, --steps or --minutes to train on")
+        elapsed = agree.on_start(step, elapsed, cluster)
+    plan = Plan(step, config.total_steps(batches.steps_per_epoch), math.inf if config.minutes is None else 60 * config.minutes,
+                run_callbacks.Clock(elapsed), record, chief)
+    if plan.start >= plan.total_steps or elapsed >= plan.time_limit:
+        print(f"Nothing to do: the run in {weights_dir} is at step {step} of {plan.total_steps} after "
+              f"{elapsed / 60:.1f} minutes of training; raise --epochs, --steps or --minutes to train on")
         return trainer
-    print(
-        f"{'Resuming at step ' + str(step) + ' on' if resume else 'Training on'} {len(images)} images "
-        f"({'x'.join(map(str, images.shape[1:]))}) from {dataset_label(config.dataset)}: "
-        f"{total_steps} steps of batch {config.batch_size} ({steps_per_epoch} per epoch)"
-        f"{'' if config.minutes is None else f' or {config.minutes:g} minutes in all, whichever comes first'}; "
-        + (f"weights in {weights_dir}, samples in {samples_dir}" if writes else
-           f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and samples")
-    )
-
-    # The fixed inputs of every grid: conditional, one row per class with the same noise down each column.
-    if config.conditioning:
-        fixed_labels, grid_columns = grid_labels(len(class_names), config.sample_count)
-        fixed_inputs = [np.tile(sample_noise(config.seed, grid_columns), (len(fixed_labels) // grid_columns, 1)), fixed_labels]
-    else:
-        fixed_inputs, grid_columns = sample_noise(config.seed, config.sample_count), None
-    last_saved = step if resume else None
-
-    def save(step, epoch):
-        nonlocal last_saved
-        if last_saved == step:
-            return
-        info = {**run_info, "step": step, "epoch": epoch}
-        if writes:
-            save_checkpoint(weights_dir, trainer, info, config.keep)
-            if last_saved is None:
-                drop_previous_run(weights_dir)  # a run replaced by --overwrite: this one can stand in for it now
-        else:
-            # Every worker takes part in a save, as TensorFlow asks (reading a variable may need them all);
-            # only the chief's is kept.
-            with tempfile.TemporaryDirectory(prefix="dcgan-worker-") as scratch:
-                save_checkpoint(scratch, trainer, info, config.keep)
-        last_saved = step
-
-    health = HealthCheck(images[epoch_order(config.seed, 0, len(images))[: config.sample_count]],
-                         watch_winning=trainer.loss.warns_when_winning)
-    events = EventLog(config.logdir) if config.logdir and writes else None
-
-    def sample(step, epoch):
-        if not writes:
-            return None
-        grid = trainer.sampling_generator()(fixed_inputs, training=False).numpy()
-        save_grid(grid, samples_dir / f"fakes_epoch{epoch:04d}_step{step:07d}.png", grid_columns)
-        if events:
-            events.grid(step, grid)
-        return health.after_grid(step, grid)
-
-    progress = Progress(step, total_steps, steps_per_epoch, config.epochs, config.step_images, elapsed_before, time_limit,
-                        trainer.loss.wasserstein)
-    with open(metrics_path if writes else os.devnull, "a", newline="") as metrics_file, StopOnSignal() as stop:
-        metrics = csv.writer(metrics_file)
+    print(_opening(config, resume, data, plan, batches.steps_per_epoch, cluster, weights_dir, samples_dir))
+    callbacks = run_callbacks.Callbacks(
+        standard_callbacks(config, trainer, data, plan, resume, weights_dir, samples_dir, user_callbacks),
+        model=trainer.sampling_generator(), trainer=trainer, epochs=config.epochs, steps=plan.total_steps,
+        steps_per_epoch=batches.steps_per_epoch)
+    step = plan.start
+    with StopOnSignal() as stop:
         try:
-            while True:
-                epoch = step // steps_per_epoch + 1
-                step_values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step),
-                                                 labelled_at(step))
-                values = {k: float(v) for k, v in step_values.items()}
-                step += 1
-                for name in ("d_loss", "g_loss"):
-                    if not math.isfinite(values[name]):
-                        raise UserError(
-                            f"{name} became {values[name]} at step {step}, so training stopped without saving it; "
-                            f"{_last_checkpoint(last_saved, weights_dir)}. Try a lower --lr"
-                        )
-                # The run's training time, its earlier minutes included, as metrics.csv keeps it: the time limit
-                # reads the same value, so that the last row is the first at or past it and resume agrees.
-                elapsed = round(progress.elapsed(), 3)
-                metrics.writerow([step, epoch, *(f"{values[k]:.6g}" for k in columns[2:-1]), f"{elapsed:.3f}"])
-                metrics_file.flush()
-                progress.update(values)
-                warnings = [health.after_step(step, values)]
-                if events:
-                    events.scalars(step, {**values, "images_per_second": progress.images_per_second()})
-                last_step = step == total_steps or elapsed >= time_limit
-                stopped_by = stop.signal_number
-                if agree:  # every worker ends or stops at the same step, whichever asked
-                    last_step, stopped_by = agree(last_step, stopped_by)
-                if last_step or stopped_by:
-                    progress.finish()
-                # One grid per sample_every steps however short the epochs, and one where the run ends or stops.
-                if step % config.sample_every == 0 or last_step or stopped_by:
-                    warnings.append(sample(step, epoch))
-                for warning in filter(None, warnings):
-                    progress.warn(warning)
-                if step % config.save_every == 0 or last_step or stopped_by:
-                    save(step, epoch)
-                if last_step:
-                    break
-                if stopped_by:
-                    if writes:
-                        draw_run_pictures(weights_dir, samples_dir)
-                    name = signal.Signals(stopped_by).name
-                    raise TrainingStopped(
-                        f"Stopped by {name if stop.signal_number else name + ' on another worker'} at step {step}; "
-                        f"checkpoint saved in {weights_dir}. Continue with: dcgan train --resume --weights-dir {weights_dir}"
-                        + (" and this worker's --workers and --worker-index, on every worker" if cluster else ""),
-                        stopped_by,
-                    )
-            if writes:
-                draw_run_pictures(weights_dir, samples_dir)
+            step, stopped_by = fit(trainer, batches, labelled_at, callbacks, plan, stop, agree)
         except LOST_WORKER_ERRORS as error:
             if cluster is None:
                 raise
-            raise UserError(f"{lost_worker(cluster, error)} stopped answering after step {step}, so this worker stopped "
-                            f"too; {_last_checkpoint(last_saved, weights_dir)}. Start every worker again with --resume") from None
+            raise UserError(f"{lost_worker(cluster, error)} stopped answering after step {_checkpoints(callbacks).step}, "
+                            f"so this worker stopped too; {_last_good(callbacks)}. Start every worker again with --resume"
+                            ) from None
         except OSError as error:
-            if writes:
+            if chief:
                 remove_leftovers(weights_dir)
             raise UserError(
-                f"writing {error.filename or 'to disk'} failed at step {step} ({error.strerror or error}); "
-                f"{_last_checkpoint(last_saved, weights_dir)}. Free some space or fix the folder, then continue with --resume"
+                f"writing {error.filename or 'to disk'} failed at step {_checkpoints(callbacks).step} "
+                f"({error.strerror or error}); {_last_good(callbacks)}. "
+                "Free some space or fix the folder, then continue with --resume"
             ) from None
         finally:
-            if events:
-                events.close()
-    print(f"Done: step {step} after {progress.elapsed():.0f} s of training; " +
-          (f"weights in {weights_dir}; grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}" if writes else
+            callbacks.close()
+    return _ended(trainer, callbacks, step, stopped_by, stop, cluster, plan, weights_dir, samples_dir)
+
+
+def _columns(config):
+    return metrics_columns(classifies=bool(config.semi_supervised))
+
+
+def _checkpoints(callbacks):
+    return next(callback for callback in callbacks.callbacks if isinstance(callback, run_callbacks.Checkpoints))
+
+
+def _last_good(callbacks):
+    return _checkpoints(callbacks).last_good()
+
+
+def _opening(config, resume, data, plan, steps_per_epoch, cluster, weights_dir, samples_dir):
+    """The line a run starts with: what it trains on, for how long, and where it writes."""
+    shape = "x".join(map(str, data.images.shape[1:]))
+    limit = "" if config.minutes is None else f" or {config.minutes:g} minutes in all, whichever comes first"
+    where = (f"weights in {weights_dir}, samples in {samples_dir}" if plan.chief else
+             f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and samples")
+    return (f"{'Resuming at step ' + str(plan.start) + ' on' if resume else 'Training on'} {len(data.images)} images "
+            f"({shape}) from {dataset_label(config.dataset)}: {plan.total_steps} steps of batch {config.batch_size} "
+            f"({steps_per_epoch} per epoch){limit}; {where}")
+
+
+def standard_callbacks(config, trainer, data, plan, resume, weights_dir, samples_dir, user_callbacks):
+    """What a run writes as it trains, around the user's callbacks: the chief's outputs, and the checkpoints that
+    every worker takes part in. Those that watch a step come before the user's, those that save after them, so
+    that a callback that stops the run is heard by the step's checkpoint and grid."""
+    c = run_callbacks
+    steps_per_epoch = data.images.shape[0] // config.step_images
+    progress = Progress(plan.start, plan.total_steps, steps_per_epoch, config.epochs, config.step_images,
+                        plan.clock.before, plan.time_limit, trainer.loss.wasserstein)
+    checkpoints = c.Checkpoints(weights_dir, plan.record, config.keep, config.save_every,
+                                plan.start if resume else None, plan.chief)
+    if not plan.chief:
+        return [c.ProgressLine(progress), *user_callbacks, checkpoints]
+    sample_images = data.images[epoch_order(config.seed, 0, len(data.images))[: config.sample_count]]
+    health = HealthCheck(sample_images, watch_winning=trainer.loss.warns_when_winning)
+    inputs, columns = grid_inputs(config, data.class_names)
+    return [
+        c.MetricsFile(weights_dir / METRICS_FILE, _columns(config), plan.clock), c.ProgressLine(progress),
+        c.HealthWarnings(health, progress), *([c.EventFiles(config.logdir, progress)] if config.logdir else []),
+        *user_callbacks,
+        checkpoints, c.SampleGrids(samples_dir, inputs, columns, config.sample_every),
+        c.RunPictures(weights_dir, samples_dir),
+    ]
+
+
+def grid_inputs(config, class_names):
+    """The fixed inputs of every grid of a run, and its columns (None: square); conditional, one row per class with
+    the same noise down each column."""
+    if not config.conditioning:
+        return sample_noise(config.seed, config.sample_count), None
+    labels, columns = grid_labels(len(class_names), config.sample_count)
+    return [np.tile(sample_noise(config.seed, columns), (len(labels) // columns, 1)), labels], columns
+
+
+def fit(trainer, batches, labelled_at, callbacks, plan, stop, agree=None):
+    """Train from `plan.start` until the run's last step, its time limit, a signal (`stop`), or a callback that sets
+    `model.stop_training`; with several workers (`agree`), all end at the same step. Returns the steps done and
+    the signal that stopped the run, or None. The callbacks hear every moment as Keras's fit tells them."""
+    model, steps_per_epoch = callbacks.model, batches.steps_per_epoch
+    model.stop_training = False
+    callbacks.on_train_begin()
+    if callbacks.failure():
+        raise UserError(f"{callbacks.failure()}, before the first step; nothing was trained")
+    step, ending, stopped_by, logs = plan.start, False, None, {}
+    while not ending:
+        epoch = step // steps_per_epoch
+        if step == plan.start or step % steps_per_epoch == 0:
+            callbacks.on_epoch_begin(epoch)
+            epoch_logs = []
+        callbacks.on_train_batch_begin(step)
+        values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step), labelled_at(step))
+        logs = {name: float(value) for name, value in values.items()}
+        logs[run_callbacks.LOSS] = logs["d_loss"] + logs["g_loss"]
+        plan.clock.tick()
+        callbacks.on_train_batch_end(step, logs)
+        epoch_logs.append(logs)
+        step += 1
+        epoch_over = step % steps_per_epoch == 0
+        if epoch_over:
+            callbacks.on_epoch_end(epoch, _means(epoch_logs))
+        ends = step == plan.total_steps or plan.clock.now >= plan.time_limit or model.stop_training
+        stopped_by = stop.signal_number
+        if agree:  # every worker ends or stops at the same step, whichever asked
+            ends, stopped_by = agree(ends, stopped_by)
+        ending = ends or bool(stopped_by)
+        if ending and not epoch_over:
+            callbacks.on_epoch_end(epoch, _means(epoch_logs))
+    callbacks.on_train_end(logs)
+    return step, stopped_by
+
+
+def _means(logs):
+    return {name: float(np.mean([values[name] for values in logs])) for name in logs[0]}
+
+
+def _ended(trainer, callbacks, step, stopped_by, stop, cluster, plan, weights_dir, samples_dir):
+    """Say how the run ended: a user's callback that failed, a signal, a callback's stop, or its end."""
+    resume_with = f"dcgan train --resume --weights-dir {weights_dir}"
+    if callbacks.failure():
+        raise UserError(f"{callbacks.failure()}; the run stopped after step {step}, and {_last_good(callbacks)}: "
+                        f"fix the callback, then continue with dcgan.train(config, resume=True) or {resume_with}")
+    if stopped_by:
+        name = signal.Signals(stopped_by).name
+        raise TrainingStopped(
+            f"Stopped by {name if stop.signal_number else name + ' on another worker'} at step {step}; "
+            f"checkpoint saved in {weights_dir}. Continue with: {resume_with}"
+            + (" and this worker's --workers and --worker-index, on every worker" if cluster else ""),
+            stopped_by,
+        )
+    if callbacks.model.stop_training:
+        print(f"Stopped by a callback at step {step}; checkpoint saved in {weights_dir}. Continue with "
+              f"dcgan.train(config, resume=True) or {resume_with}")
+        return trainer
+    print(f"Done: step {step} after {plan.clock.now:.0f} s of training; " +
+          (f"weights in {weights_dir}; grids, {CURVES_FILE} and {ANIMATION_FILE} in {samples_dir}" if plan.chief else
            f"the chief, {cluster.name(0)}, wrote the weights and samples"))
     return trainer
-
-
-def check_devices(setting):
-    """Refuse a device name in the comma-separated `setting` that TensorFlow does not have, or one named twice."""
-    devices = setting.split(",")
-    present = [device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()]
-    named = [name.strip().upper().removeprefix("/DEVICE:").removeprefix("/") for name in devices]
-    for name, device in zip(devices, named):
-        if device not in present:
-            raise UserError(f"--devices {setting}: there is no device {name!r} here; choose from {', '.join(present)}")
-    if len(set(named)) < len(named):
-        raise UserError(f"--devices {setting} names a device twice; name each once")
-
-
-def draw_run_pictures(weights_dir, samples_dir):
-    """The training curves and, once there are sample grids, their animation, as they stand."""
-    plot_curves(Path(weights_dir) / METRICS_FILE, Path(samples_dir) / CURVES_FILE)
-    if grid_files(samples_dir):
-        animate_grids(samples_dir, Path(samples_dir) / ANIMATION_FILE)
-
-
-def use_threads(count=None):
-    """Run TensorFlow's ops one at a time, each on `count` threads (None: every core), and trace steps
-    without Grappler's constant folding: both keep a seed training the same weights in any process.
-
-    The threads can be set only before TensorFlow has run anything else. After, `count` is refused; without one,
-    ops stay side by side, as TensorFlow started them, and training says that another process may
-    not train the same weights.
-    """
-    # Grappler's constant folding may fold the constants of two traces of the same step in a
-    # different order, so their float rounding differs: two trainers with the same seed parted
-    # at step 96 with it and stayed identical without it.
-    tf.config.optimizer.set_experimental_options({"constant_folding": False})
-    try:
-        if count:
-            tf.config.threading.set_intra_op_parallelism_threads(count)
-        # Ops side by side made two processes with the same seed train weights that differ in the
-        # last bits, and drift apart from there; one at a time, they train the same.
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        if count:
-            raise UserError(
-                f"cannot switch to {count} threads: TensorFlow already started with "
-                f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else runs"
-            ) from None
-        print("TensorFlow started before training, running ops side by side: another process with the same seed "
-              "may train slightly different weights (train before anything else runs to make them the same)")
-
-
-FIXED_ON_RESUME = ("dataset", "image_size", "channels", "center_crop", "preset", "architecture", "loss", "clip", "gp_weight",
-                   "d_steps", "g_steps", "activation", "optimizer", "lr", "beta1", "beta2", "generator_lr",
-                   "halve_generator_lr_at", "ema", "augment", "augment_target", "fake_batch_norm", "feature_matching",
-                   "batch_size", "seed", "sample_count", "mixed_precision", "conditioning", "semi_supervised", "labelled")
-
-
-def check_resumable(config, run_info, saved):
-    """Refuse to resume with settings that would make the continued run a different run."""
-    settings = saved_config(saved)
-    if bool(config.conditioning) != bool(settings["conditioning"]):
-        raise UserError(f"cannot resume {'with' if config.conditioning else 'without'} --conditional: the saved run trained "
-                        f"{'without' if config.conditioning else 'with'} labels; resume it as it is, or start a new run "
-                        "in another --weights-dir")
-    for name in FIXED_ON_RESUME:
-        if getattr(config, name) != settings[name]:
-            option = "--" + name.replace("_", "-")
-            raise UserError(
-                f"cannot resume with {option} {shown(getattr(config, name))}: the saved run used {shown(settings[name])}; "
-                f"leave {option} out to keep it, or start a new run in another --weights-dir"
-            )
-    for name in ("image_shape", "latent_dim", "dataset_size", "class_names", "classifier_class_names"):
-        if run_info.get(name) != saved.get(name):
-            raise UserError(
-                f"cannot resume: the saved run had {name} {saved[name]}, now it is {run_info[name]}; "
-                "the data or model changed, so start a new run in another --weights-dir"
-            )
-
-
-def restart_metrics(path, step, fill, columns=METRICS_COLUMNS):
-    """Keep the metrics rows up to `step` (a killed run may have logged steps past its checkpoint), under `columns`.
-
-    Columns an earlier dcgan did not write take their value from `fill`, {column: text}: a run
-    saved then had a constant augment probability. Returns the elapsed seconds at `step`, so the
-    time column carries on.
-    """
-    rows = []
-    if step and path.exists():
-        try:
-            with open(path, newline="") as file:
-                rows = [row for row in csv.DictReader(file) if int(row["step"]) <= step]
-            elapsed = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
-        except (csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
-            raise UserError(f"{path} is damaged; move it aside to resume with new metrics (its curves and "
-                            "minutes start again from this step)") from None
-    with open(path, "w", newline="") as file:
-        csv.writer(file).writerows([columns, *([row.get(name, fill.get(name)) for name in columns] for row in rows)])
-    return elapsed if rows else 0.0
-
-
-def _last_checkpoint(step, weights_dir):
-    if step is None:
-        return "no checkpoint had been saved yet"
-    return f"the last good checkpoint (step {step}) is in {weights_dir}"
 
 
 class StopOnSignal:

@@ -3,6 +3,8 @@
     weights/
       generator.weights.h5, discriminator.weights.h5   the latest weights
       generator.keras, discriminator.keras             the same models, self-describing
+      training_generator.*                             with a weight average: the generator it averages
+      classifier.*                                     a semi-supervised run's classifier
       run.json                                         configuration, step, epoch, augment probability,
                                                        versions (written last)
       metrics.csv                                      one row per step
@@ -16,7 +18,12 @@
 A snapshot is written into a temporary folder and renamed into place, so every folder named
 `step*` is complete: a process killed at any moment leaves the previous one loadable.
 Any snapshot folder is itself a weights folder for `load_generator` and `dcgan generate`.
+
+This module is the one place that knows this layout; `RunFolder` reads a run's run.json once and
+rebuilds its models from it.
 """
+import dataclasses
+import functools
 import json
 import platform
 import re
@@ -27,17 +34,25 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.config import TrainConfig, json_text, saved_config, settings_problem
 from dcgan.datasets import MAX_CLASSES
 from dcgan.errors import UserError, first_line
 from dcgan.files import fsync_folder, write_atomically
-from dcgan.presets import saved_config
 
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
 OPTIMIZERS_FILE = "optimizers.npz"
 PREVIOUS_RUN = ".previous-run"
-MODEL_NAMES = ("generator", "discriminator", "training_generator")  # the files of Trainer.models()
+# The models a run may save, each as ROLE.weights.h5 and ROLE.keras (Trainer.models() gives a run's own):
+# the generator users load (the weight average, with one), the discriminator, the generator behind the average,
+# and a semi-supervised run's classifier.
+MODEL_ROLES = ("generator", "discriminator", "training_generator", "classifier")
 RESUME_ONLY_FILES = (OPTIMIZERS_FILE, "training_generator.weights.h5")
+METRICS_FILE = "metrics.csv"  # one row per step
+# Where semi-supervised runs saved before this version kept their class names; "class_names" now, as conditional runs.
+LEGACY_CLASS_NAMES = "classifier_class_names"
+GRID_PREFIX = "fakes"  # the sample grids, in the samples folder: fakes_epoch0001_step0000200.png
+GRID_NAME = re.compile(GRID_PREFIX + r"_epoch\d+_step(\d+)\.png")
 
 
 def versions():
@@ -48,6 +63,21 @@ def versions():
         except metadata.PackageNotFoundError:
             found[package] = None
     return found
+
+
+def grid_name(step, epoch):
+    """The sample grid drawn at `step` (in `epoch`, from 1), named to sort by step."""
+    return f"{GRID_PREFIX}_epoch{epoch:04d}_step{step:07d}.png"
+
+
+def grid_files(samples_dir):
+    """The run's sample grids in `samples_dir`, as (step, path) in step order."""
+    found = []
+    for path in Path(samples_dir).glob(f"{GRID_PREFIX}_epoch*_step*.png"):
+        match = GRID_NAME.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
 
 
 def snapshot_name(step):
@@ -67,7 +97,8 @@ def snapshot_steps(folder):
 
 
 def save_checkpoint(folder, trainer, run_info, keep):
-    """Write a snapshot of `trainer` at `run_info["step"]`, refresh the latest files, keep the newest `keep` snapshots (0: all)."""
+    """Write a snapshot of `trainer` at `run_info["step"]`, refresh the latest files, keep the newest `keep` snapshots
+    (0: all). Returns the snapshot's folder."""
     folder = Path(folder)
     snapshots = folder / SNAPSHOTS
     snapshots.mkdir(exist_ok=True)
@@ -101,6 +132,20 @@ def save_checkpoint(folder, trainer, run_info, keep):
     if keep:
         for step in snapshot_steps(folder)[:-keep]:
             shutil.rmtree(snapshots / snapshot_name(step))
+    return final
+
+
+def run_record(config, image_shape, latent_dim, dataset_size, steps_per_epoch, class_names):
+    """What run.json says of a run from its start: its settings and what it trains on. Each checkpoint adds its
+    step, epoch, augment probability and the versions that wrote it (`save_checkpoint`)."""
+    return {"config": dataclasses.asdict(config), "image_shape": list(image_shape), "latent_dim": latent_dim,
+            "dataset_size": dataset_size, "steps_per_epoch": steps_per_epoch,
+            **({"class_names": list(class_names)} if config.conditioning or config.semi_supervised else {})}
+
+
+def class_names_of(run_info):
+    """The class names a run.json holds, under today's key or a semi-supervised run's older one; [] for none."""
+    return run_info.get("class_names") or run_info.get(LEGACY_CLASS_NAMES) or []
 
 
 def remove_leftovers(folder):
@@ -111,9 +156,7 @@ def remove_leftovers(folder):
 
 def _run_entries(folder):
     """What a run wrote in `folder`: the files and folder named above, and nothing else a user keeps there."""
-    from dcgan.monitor import METRICS_FILE
-
-    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *(f"{model}.{kind}" for model in MODEL_NAMES for kind in ("weights.h5", "keras"))}
+    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *(f"{role}.{kind}" for role in MODEL_ROLES for kind in ("weights.h5", "keras"))}
     return [path for path in Path(folder).iterdir() if path.name in names]
 
 
@@ -213,8 +256,6 @@ def read_run_info(folder):
 
 def run_info_problem(run_info):
     """What is wrong with the contents of a run.json, or None."""
-    from dcgan.config import json_text, settings_problem
-
     def whole(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -230,11 +271,12 @@ def run_info_problem(run_info):
         return f"step is {run_info['step']!r}, not a whole number"
     if not whole(run_info.get("latent_dim"), 1):
         return "latent_dim is missing"
-    for key, setting in (("class_names", "conditioning"), ("classifier_class_names", "semi_supervised")):
-        names = run_info.get(key)
-        if names is not None or run_info["config"].get(setting) is not None:
-            if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
-                return f"{key} is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
+    key = LEGACY_CLASS_NAMES if LEGACY_CLASS_NAMES in run_info else "class_names"
+    names = run_info.get(key)
+    config = run_info["config"]
+    if names is not None or config.get("conditioning") is not None or config.get("semi_supervised") is not None:
+        if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
+            return f"{key} is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
     probability = run_info.get("augment_probability", 0.0)
     if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
         return f"augment_probability is {probability!r}, not a number from 0 to 1"
@@ -261,48 +303,69 @@ def complete_folder(weights_dir):
     return weights_dir
 
 
+class RunFolder:
+    """A saved run, as `dcgan train` left it in a weights folder (or one of its snapshots): its run.json, read
+    once, and its models, rebuilt from it. What generate, evaluate, classify, export and plot read of a run."""
+
+    def __init__(self, weights_dir="weights"):
+        self.path = complete_folder(weights_dir)
+
+    @classmethod
+    def of(cls, run):
+        """`run` if it is a RunFolder already, else the RunFolder of the weights folder `run`."""
+        return run if isinstance(run, cls) else cls(run)
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    @functools.cached_property
+    def info(self):
+        """run.json's contents."""
+        return read_run_info(self.path)
+
+    @functools.cached_property
+    def config(self):
+        """The run's TrainConfig, settings it predates filled with what it trained with."""
+        return TrainConfig(**saved_config(self.info))
+
+    @property
+    def class_names(self):
+        """The classes of a conditional or semi-supervised run; [] for others."""
+        return class_names_of(self.info)
+
+    def model(self, role):
+        """The run's trained "generator", "discriminator" or (semi-supervised) "classifier", as a ready Keras model."""
+        from dcgan.semi_supervised import build_classifier
+        from dcgan.trainer import build_model  # Keras loads only when a model is needed: reading a run stays quick
+
+        if role == "classifier":
+            if not self.config.semi_supervised:
+                raise UserError(f"{self.path} holds no classifier: the run trained without --semi-supervised; "
+                                "train one with dcgan train --semi-supervised")
+            return build_classifier(self.model("discriminator"))
+        model = build_model(role, self.config, self.info["image_shape"], self.info["latent_dim"], len(self.class_names))
+        _load_weights(model, self.path / f"{role}.weights.h5")
+        return model
+
+
 def load_generator(weights_dir="weights"):
     """The trained generator from a weights folder, as a ready Keras model: noise (N, latent_dim) -> images in [-1, 1];
     a conditional run's takes [noise, labels (N,)]."""
-    return _load_model(weights_dir, "generator")
+    return RunFolder.of(weights_dir).model("generator")
 
 
 def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> score, higher for more real-looking images
     (a probability for the bce loss, an unbounded critic score for the others); a conditional run's takes [images, labels]."""
-    return _load_model(weights_dir, "discriminator")
+    return RunFolder.of(weights_dir).model("discriminator")
 
 
 def load_classifier(weights_dir="weights"):
-    """A semi-supervised run's classifier: images -> the probability of each class named in run.json's
-    `classifier_class_names`."""
-    from dcgan.semi_supervised import build_classifier
-
-    if not read_run_info(weights_dir)["config"].get("semi_supervised"):
-        raise UserError(f"{weights_dir} holds no classifier: the run trained without --semi-supervised; "
-                        "train one with dcgan train --semi-supervised")
-    return build_classifier(load_discriminator(weights_dir))
-
-
-def _load_model(weights_dir, role):
-    # Keras loads only when a model is needed: reading a run stays quick.
-    from dcgan.conditioning import conditioning_of
-    from dcgan.semi_supervised import SEMI_SUPERVISIONS
-
-    weights_dir = complete_folder(weights_dir)
-    run_info = read_run_info(weights_dir)
-    settings = saved_config(run_info)
-    conditioning = conditioning_of(settings["conditioning"])
-    classes = run_info.get("class_names") or run_info.get("classifier_class_names") or ()
-    models = {"classes": len(classes), "image_shape": run_info["image_shape"],
-              "activation": settings["activation"], "architecture": settings["architecture"]}
-    if role == "generator":
-        model = conditioning.build_generator(latent_dim=run_info["latent_dim"], **models)
-    else:
-        judging = SEMI_SUPERVISIONS.get(settings["semi_supervised"]) or conditioning
-        model = judging.build_discriminator(loss=settings["loss"], **models)
-    _load_weights(model, Path(weights_dir) / f"{role}.weights.h5")
-    return model
+    """A semi-supervised run's classifier: images -> the probability of each class in RunFolder.class_names."""
+    return RunFolder.of(weights_dir).model("classifier")
 
 
 def _load_weights(model, path):

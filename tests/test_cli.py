@@ -158,11 +158,10 @@ def test_help_explains_every_option():
                     "feature_matching"):
         assert f"[default: {preset_defaults(setting)}]" in train_help
     assert "[default: 10000" in invoke("evaluate", "--help").output
-    from dcgan.losses import LOSSES
-
-    # The command line names the losses' own defaults from presets.LOSS_SETTINGS, without loading TensorFlow.
-    assert f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {LOSSES['wgan'].default:g}]" in train_help
-    assert f"--loss wgan-gp: weight of the gradient penalty. [default: {LOSSES['wgan-gp'].default:g}]" in train_help
+    # The command line names the losses' own defaults, without loading TensorFlow, as training resolves them.
+    clip, gp_weight = (TrainConfig.from_preset(name).loss_settings() for name in ("wgan", "wgan-gp"))
+    assert f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {clip['clip']:g}]" in train_help
+    assert f"--loss wgan-gp: weight of the gradient penalty. [default: {gp_weight['gp_weight']:g}]" in train_help
 
 
 def test_generate_same_seed_gives_a_byte_identical_png(trained, tmp_path):

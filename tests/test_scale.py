@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import dcgan
 from dcgan import UserError
-from dcgan.training import use_threads
+from dcgan.devices import use_threads
 
 from conftest import classic_trainer, tiny_config
 

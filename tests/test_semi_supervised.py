@@ -4,6 +4,7 @@ in one line."""
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import keras
@@ -16,11 +17,13 @@ from PIL import Image
 import dcgan
 from cli import main
 from dcgan import Trainer
+from dcgan.classification import classify
 from dcgan.datasets import MNIST_SAMPLE, load_labelled
 from dcgan.evaluation import format_report
 from dcgan.presets import SEMI_SUPERVISIONS
 from dcgan.semi_supervised import SEMI_SUPERVISIONS as HEADS
 from dcgan.semi_supervised import build_classifier, choose_labelled
+from dcgan.weights import RunFolder
 
 from conftest import tiny_config
 from test_family import all_state
@@ -46,7 +49,8 @@ def test_a_semi_supervised_run_reloads_in_plain_keras_and_resumes_bit_for_bit(tm
     straight = dcgan.train(tiny_config(tmp_path / "straight", semi_supervised="derived", steps=3, **SEMI))
     weights = tmp_path / "straight" / "weights"
     run = json.loads((weights / "run.json").read_text())
-    assert run["classifier_class_names"] == DIGITS and "class_names" not in run and run["dataset_size"] == 4000
+    # One key for a run's classes, whatever the run: a conditional run's too.
+    assert run["class_names"] == DIGITS and "classifier_class_names" not in run and run["dataset_size"] == 4000
     with open(weights / "metrics.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 3 and all(0 <= float(row["c_acc"]) <= 1 and float(row["c_loss"]) > 0 for row in rows)
@@ -196,4 +200,30 @@ def test_a_folder_of_class_subfolders_trains_semi_supervised(tmp_path):
                          **{**SEMI, "labelled": 4})
     dcgan.train(config)
     run = json.loads((Path(config.weights_dir) / "run.json").read_text())
-    assert run["classifier_class_names"] == ["one", "zero"] and run["dataset_size"] == 16  # a fifth of each held out
+    assert run["class_names"] == ["one", "zero"] and run["dataset_size"] == 16  # a fifth of each held out
+
+
+def test_overwriting_a_semi_supervised_run_leaves_none_of_its_files(semi_run, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(semi_run, weights)
+    assert (weights / "classifier.keras").exists() and (weights / "classifier.weights.h5").exists()
+    dcgan.train(tiny_config(tmp_path, steps=1, overwrite=True))
+    # The new run's files alone: the old run's classifier went with its other files once the new run had saved.
+    assert sorted(path.name for path in weights.iterdir()) == [
+        "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv",
+        "run.json", "snapshots", "train.lock", "training_generator.keras", "training_generator.weights.h5",
+    ]
+    assert [path.name for path in (weights / "snapshots").iterdir()] == ["step0000001"]
+
+
+def test_a_run_saved_with_the_older_key_for_its_classes_still_classifies(semi_run, tmp_path):
+    # Runs saved before this version kept a semi-supervised run's classes under classifier_class_names.
+    old = tmp_path / "old"
+    shutil.copytree(semi_run, old)
+    run = json.loads((old / "run.json").read_text())
+    run["classifier_class_names"] = run.pop("class_names")
+    (old / "run.json").write_text(json.dumps(run))
+    np.savez(tmp_path / "two.npz", x=np.load(MNIST_SAMPLE)["x"][:2])
+    rows = classify(tmp_path / "two.npz", old)
+    assert [label in DIGITS for _, label, _ in rows] == [True, True]
+    assert RunFolder(old).class_names == DIGITS

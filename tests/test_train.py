@@ -100,7 +100,8 @@ def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
 TWO_TRAINERS = """
 import numpy as np, tensorflow as tf
 from dcgan import TrainConfig, Trainer
-from dcgan.training import Batches, use_threads
+from dcgan.devices import use_threads
+from dcgan.training import Batches
 from dcgan.datasets import load_dataset
 use_threads()
 config = TrainConfig(dataset="mnist-sample", batch_size=8)  # the defaults but the batch: the same ops, cheaper
