@@ -9,9 +9,21 @@ from pathlib import Path
 
 import click
 
-from dcgan.config import FIXED_ON_RESUME, PER_COMMAND_SETTINGS, SETTINGS, option_names
-from dcgan.presets import (ACTIVATIONS, ARCHITECTURE_NAMES, CONDITIONINGS, DEFAULT_PRESET, EXPORT_FORMATS, FAKE_BATCH_NORMS,
-                           LOSS_NAMES, LOSS_SETTINGS, OPTIMIZERS, PRESETS, SEMI_SUPERVISIONS, preset_defaults)
+from dcgan.config import CHANGEABLE_ON_RESUME, option_names
+from dcgan.presets import (
+    ACTIVATIONS,
+    ARCHITECTURE_NAMES,
+    CONDITIONINGS,
+    DEFAULT_PRESET,
+    EXPORT_FORMATS,
+    FAKE_BATCH_NORMS,
+    LOSS_NAMES,
+    LOSS_SETTINGS,
+    OPTIMIZERS,
+    PRESETS,
+    SEMI_SUPERVISIONS,
+    preset_defaults,
+)
 
 # Quiets TensorFlow's C++ log once it is running; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -55,7 +67,8 @@ MAX_COUNT = 1_000_000  # single images one generate --count writes: 784 MB of 28
 
 
 class NumberOrNone(click.ParamType):
-    """A number in the click range `numbers`, or "none" for None: a setting a preset may have and a user may turn off."""
+    """A number in the click range `numbers`, or "none" for None: a setting a preset may have and a user may turn
+    off."""
 
     def __init__(self, numbers):
         self.numbers = numbers
@@ -108,39 +121,73 @@ def main():
 @click.option("--image-size", type=POSITIVE, default=None,
               help="For a folder of images: the square size to resize them to; 16 to 256, a base of 4 to 8 pixels "
                    "doubled (e.g. 28, 32, 64, 128), or 8 to 128 for --architecture mlp.  [default: 28]")
-@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
-              help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, else 3]")
-@click.option("--center-crop", is_flag=True, help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).")
-@click.option("--conditional/--unconditional", default=None,
-              help="Train on the data's class labels, so that generate can draw a chosen class: labelled datasets, a .npz "
-                   "with y_train (or y), or a folder of images in one subfolder per class.  [default: unconditional]")
-@click.option("--conditioning", type=click.Choice(CONDITIONINGS), default=None,
-              help="With --conditional: how the discriminator reads the label: concat (a learned label map beside the "
-                   f"image, as the conditional GAN) or projection (Miyato and Koyama 2018).  [default: {CONDITIONINGS[0]}]")
-@click.option("--semi-supervised", type=click.Choice(SEMI_SUPERVISIONS), is_flag=False, flag_value=SEMI_SUPERVISIONS[0],
-              default=None,
-              help="Also train the discriminator as a classifier of the data's classes, from --labelled of its images' "
-                   "labels and all of its images, saved as classifier.keras: derived (real or generated read from the "
-                   "class logits, Salimans et al. 2016) or extra (a class of its own for generated images, Odena 2016).  "
-                   f"[default: not; given alone: {SEMI_SUPERVISIONS[0]}]")
+@click.option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    default=None,
+    help="For a folder of images: 1 reads them as grayscale, 3 as colour.  [default: 1 if every image is grayscale, "
+         "else 3]",
+)
+@click.option(
+    "--center-crop",
+    is_flag=True,
+    help="For a folder of images: crop each to its square centre before resizing (needed for non-square images).",
+)
+@click.option(
+    "--conditional/--unconditional",
+    default=None,
+    help="Train on the data's class labels, so that generate can draw a chosen class: labelled datasets, a .npz "
+    "with y_train (or y), or a folder of images in one subfolder per class.  [default: unconditional]",
+)
+@click.option(
+    "--conditioning",
+    type=click.Choice(CONDITIONINGS),
+    default=None,
+    help="With --conditional: how the discriminator reads the label: concat (a learned label map beside the "
+    f"image, as the conditional GAN) or projection (Miyato and Koyama 2018).  [default: {CONDITIONINGS[0]}]",
+)
+@click.option(
+    "--semi-supervised",
+    type=click.Choice(SEMI_SUPERVISIONS),
+    is_flag=False,
+    flag_value=SEMI_SUPERVISIONS[0],
+    default=None,
+    help="Also train the discriminator as a classifier of the data's classes, from --labelled of its images' "
+    "labels and all of its images, saved as classifier.keras: derived (real or generated read from the "
+    "class logits, Salimans et al. 2016) or extra (a class of its own for generated images, Odena 2016).  "
+    f"[default: not; given alone: {SEMI_SUPERVISIONS[0]}]",
+)
 @click.option("--labelled", type=int, default=None,
               help="With --semi-supervised: how many training images keep their labels, as even across the classes as "
                    "they divide, chosen by --seed.  [default: 100]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=DEFAULT_PRESET,
               help="Settings to start from; options given beside it override them. fast: good digits within minutes "
                    "on a CPU; classic: keras-dcgan exactly; dcgan-paper, wgan, wgan-gp, lsgan: each paper's recipe.")
-@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=None,
-              help="The models: classic (keras-dcgan's), dcgan (the DCGAN paper's strided convolutions and batch norm) "
-                   f"or mlp (the original GAN paper's fully connected pair).  [default: {preset_defaults('architecture')}]")
+@click.option(
+    "--architecture",
+    type=click.Choice(ARCHITECTURE_NAMES),
+    default=None,
+    help="The models: classic (keras-dcgan's), dcgan (the DCGAN paper's strided convolutions and batch norm) "
+    f"or mlp (the original GAN paper's fully connected pair).  [default: {preset_defaults('architecture')}]",
+)
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default=None,
               help="The game: bce (non-saturating cross-entropy), wgan (weight clipping), wgan-gp (gradient penalty), "
                    f"hinge or lsgan (least squares).  [default: {preset_defaults('loss')}; bce with --semi-supervised]")
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: {LOSS_SETTINGS['wgan'][1]:g}]")
+@click.option(
+    "--clip",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"With --loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update.  [default: "
+         f"{LOSS_SETTINGS['wgan'][1]:g}]",
+)
 @click.option("--gp-weight", type=click.FloatRange(min=0), default=None,
               help=f"With --loss wgan-gp: weight of the gradient penalty.  [default: {LOSS_SETTINGS['wgan-gp'][1]:g}]")
-@click.option("--d-steps", type=POSITIVE, default=None,
-              help=f"Discriminator updates per step, each on its own real batch.  [default: {preset_defaults('d_steps')}]")
+@click.option(
+    "--d-steps",
+    type=POSITIVE,
+    default=None,
+    help=f"Discriminator updates per step, each on its own real batch.  [default: {preset_defaults('d_steps')}]",
+)
 @click.option("--g-steps", type=POSITIVE, default=None,
               help=f"Generator updates per step, after the discriminator's.  [default: {preset_defaults('g_steps')}]")
 @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
@@ -162,17 +209,30 @@ def main():
 @click.option("--halve-generator-lr-at", type=NumberOrNone(click.IntRange(min=0)), default=None, metavar="STEP|none",
               help="Halve the generator's learning rate from this step on, or none.  "
                    f"[default: {preset_defaults('halve_generator_lr_at')}]")
-@click.option("--ema", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Decay of a moving average of the generator's weights, which draws the grids and is saved; 0: none.  "
-                   f"[default: {preset_defaults('ema')}]")
-@click.option("--batch-size", type=POSITIVE, default=None,
-              help=f"Real images per step; the discriminator also sees as many generated ones.  [default: {preset_defaults('batch_size')}]")
+@click.option(
+    "--ema",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=None,
+    help="Decay of a moving average of the generator's weights, which draws the grids and is saved; 0: none.  "
+    f"[default: {preset_defaults('ema')}]",
+)
+@click.option(
+    "--batch-size",
+    type=POSITIVE,
+    default=None,
+    help=f"Real images per step; the discriminator also sees as many generated ones.  [default: "
+         f"{preset_defaults('batch_size')}]",
+)
 @click.option("--augment", default=None,
               help="Augment the images the discriminator sees (DiffAugment): translation, cutout, both "
                    f"comma-separated, or none.  [default: {preset_defaults('augment')}]")
-@click.option("--augment-target", type=NumberOrNone(click.FloatRange(min=0, max=1, min_open=True, max_open=True)), default=None,
-              help="Augment only as often as needed, adapting so the discriminator calls this share of real images "
-                   f"real (StyleGAN2-ADA); none: always.  [default: {preset_defaults('augment_target')}]")
+@click.option(
+    "--augment-target",
+    type=NumberOrNone(click.FloatRange(min=0, max=1, min_open=True, max_open=True)),
+    default=None,
+    help="Augment only as often as needed, adapting so the discriminator calls this share of real images "
+    f"real (StyleGAN2-ADA); none: always.  [default: {preset_defaults('augment_target')}]",
+)
 @click.option("--fake-batch-norm", type=click.Choice(FAKE_BATCH_NORMS), default=None,
               help="Batch norm of the generated images the discriminator learns from: each batch's own statistics, "
                    f"or the running averages (the classic).  [default: {preset_defaults('fake_batch_norm')}]")
@@ -180,20 +240,58 @@ def main():
               help="Weight of feature matching in the generator's loss (Salimans et al. 2016); 0: none.  "
                    f"[default: {preset_defaults('feature_matching')}]")
 @click.option("--epochs", type=POSITIVE, default=30, help="Passes over the data.")
-@click.option("--steps", type=POSITIVE, default=None, help="Stop after this many steps in all, if that comes first.  [default: no cap]")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many minutes of training in all, counting a resumed run's earlier ones.  [default: no limit]")
-@click.option("--seed", type=SEED, default=0, help="Seeds the initial weights, data order, training noise and sample noise.")
-@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder for weights, run.json and metrics.csv.")
-@click.option("--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs.")
-@click.option("--sample-every", type=POSITIVE, default=200, help="Steps between sample grids; one is also drawn where the run ends or stops.")
-@click.option("--save-every", type=POSITIVE, default=500, help="Steps between checkpoints; one is also saved at the end and on Ctrl-C.")
-@click.option("--keep", type=click.IntRange(min=0), default=5, help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.")
-@click.option("--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch.")
-@click.option("--resume", is_flag=True,
-              help="Continue the run in --weights-dir from its newest snapshot, with its settings; "
-                   f"{option_names(name for name in SETTINGS if name not in (*FIXED_ON_RESUME, *PER_COMMAND_SETTINGS, 'weights_dir'))} "
-                   "may change.")
+@click.option(
+    "--steps",
+    type=POSITIVE,
+    default=None,
+    help="Stop after this many steps in all, if that comes first.  [default: no cap]",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many minutes of training in all, counting a resumed run's earlier ones.  [default: no limit]",
+)
+@click.option(
+    "--seed", type=SEED, default=0, help="Seeds the initial weights, data order, training noise and sample noise."
+)
+@click.option(
+    "--weights-dir",
+    type=click.Path(file_okay=False),
+    default="weights",
+    help="Folder for weights, run.json and metrics.csv.",
+)
+@click.option(
+    "--samples-dir", type=click.Path(file_okay=False), default="samples", help="Folder for the sample grid PNGs."
+)
+@click.option(
+    "--sample-every",
+    type=POSITIVE,
+    default=200,
+    help="Steps between sample grids; one is also drawn where the run ends or stops.",
+)
+@click.option(
+    "--save-every",
+    type=POSITIVE,
+    default=500,
+    help="Steps between checkpoints; one is also saved at the end and on Ctrl-C.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=5,
+    help="Snapshots to keep in WEIGHTS_DIR/snapshots, newest first; 0 keeps all.",
+)
+@click.option(
+    "--sample-count", type=POSITIVE, default=64, help="Images in each sample grid, all from one fixed noise batch."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --weights-dir from its newest snapshot, with its settings; "
+    f"{option_names(CHANGEABLE_ON_RESUME)} "
+    "may change.",
+)
 @click.option("--threads", type=POSITIVE, default=None,
               help="CPU threads for each TensorFlow op.  [default: every core]")
 @click.option("--devices", default=None,
@@ -204,12 +302,24 @@ def main():
                    "(MultiWorkerMirroredStrategy; or give TF_CONFIG).  [default: one process]")
 @click.option("--worker-index", type=int, default=None,
               help="Which of --workers this machine is: 0, the chief, writes the run's files.")
-@click.option("--mixed-precision", is_flag=True, help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.")
-@click.option("--xla/--no-xla", default=None,
-              help="Compile the training step with XLA.  [default: on with a single GPU; off on a CPU, where it is slower]")
-@click.option("--logdir", type=click.Path(file_okay=False), default=None,
-              help="Also write TensorBoard event files here: losses, scores, accuracies and speed per step, and the sample grids.  "
-                   "[default: none]")
+@click.option(
+    "--mixed-precision",
+    is_flag=True,
+    help="On a GPU: compute in float16, keep weights and loss in float32, scale losses.",
+)
+@click.option(
+    "--xla/--no-xla",
+    default=None,
+    help="Compile the training step with XLA.  [default: on with a single GPU; off on a CPU, where it is slower]",
+)
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write TensorBoard event files here: losses, scores, accuracies and speed per step, and the sample "
+         "grids.  "
+    "[default: none]",
+)
 @click.option("--overwrite", is_flag=True,
               help="Replace the run in --weights-dir; it is kept aside until the new run's first checkpoint is saved.")
 @click.option("--dry-run", is_flag=True,
@@ -231,15 +341,23 @@ def train(ctx, dry_run, resume, **options):
     if options["labelled"] is not None and not (options["semi_supervised"] or resume):
         raise click.UsageError("--labelled says how many labels a semi-supervised run uses; add --semi-supervised")
     # Options given on this command line override the saved run's settings or the preset's, even as none.
-    given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT}
+    given = {
+        name: value
+        for name, value in options.items()
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
     if conditional is not None:
-        options["conditioning"] = given["conditioning"] = (options["conditioning"] or CONDITIONINGS[0]) if conditional else None
+        options["conditioning"] = given["conditioning"] = (
+            (options["conditioning"] or CONDITIONINGS[0]) if conditional else None
+        )
     with user_errors():
         saved = read_run_info(options["weights_dir"]) if resume else None
         if resume:
             config = resumed_config(saved, **given)
         else:
-            config = TrainConfig.from_preset(**{name: value for name, value in options.items() if value is not None or name in given})
+            config = TrainConfig.from_preset(
+                **{name: value for name, value in options.items() if value is not None or name in given}
+            )
         config.check()
         if dry_run:
             click.echo(json.dumps(dry_run_plan(config, saved["step"] if resume else 0), indent=2))
@@ -271,8 +389,10 @@ def weights_folder(weights_dir, snapshot):
         return RunFolder(weights_dir)
     steps = snapshot_steps(weights_dir)
     if snapshot not in steps:
-        raise UserError(f"{weights_dir} has no snapshot at step {snapshot}; "
-                        + (f"its snapshots are at steps {', '.join(map(str, steps))}" if steps else "it has no snapshots"))
+        raise UserError(
+            f"{weights_dir} has no snapshot at step {snapshot}; "
+            + (f"its snapshots are at steps {', '.join(map(str, steps))}" if steps else "it has no snapshots")
+        )
     return RunFolder(snapshot_folder(weights_dir, snapshot))
 
 
@@ -292,38 +412,100 @@ def unused_name(folder, stem, suffix):
     return path
 
 
-WEIGHTS_DIR = click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train.")
-SNAPSHOT = click.option("--snapshot", type=click.IntRange(min=0), default=None,
-                        help="Use the snapshot saved at this step (in WEIGHTS_DIR/snapshots) instead of the latest weights.")
+WEIGHTS_DIR = click.option(
+    "--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder written by dcgan train."
+)
+SNAPSHOT = click.option(
+    "--snapshot",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Use the snapshot saved at this step (in WEIGHTS_DIR/snapshots) instead of the latest weights.",
+)
 
 
 @main.command()
 @WEIGHTS_DIR
 @SNAPSHOT
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=128, help="Images in the output grid.")
-@click.option("--nice", is_flag=True, help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.")
-@click.option("--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept.")
-@click.option("--interpolate", is_flag=True,
-              help="Instead: walk between random latent points, one walk per row of the grid, to see how smoothly the images change.")
-@click.option("--walks", type=click.IntRange(1, 256), default=8, help="With --interpolate: rows of the grid, each a walk between two random points.")
-@click.option("--points", type=click.IntRange(2, 256), default=10, help="With --interpolate: images along each walk, both ends included.")
-@click.option("--spherical", is_flag=True, help="With --interpolate: walk along the great circle between the points instead of a straight line.")
-@click.option("--gif", is_flag=True, help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.")
+@click.option(
+    "--nice",
+    is_flag=True,
+    help="Draw batch-size x nice-factor images and keep the ones the discriminator scores highest, best first.",
+)
+@click.option(
+    "--nice-factor", type=POSITIVE, default=20, help="With --nice: how many images to draw for each one kept."
+)
+@click.option(
+    "--interpolate",
+    is_flag=True,
+    help="Instead: walk between random latent points, one walk per row of the grid, to see how smoothly the images "
+         "change.",
+)
+@click.option(
+    "--walks",
+    type=click.IntRange(1, 256),
+    default=8,
+    help="With --interpolate: rows of the grid, each a walk between two random points.",
+)
+@click.option(
+    "--points",
+    type=click.IntRange(2, 256),
+    default=10,
+    help="With --interpolate: images along each walk, both ends included.",
+)
+@click.option(
+    "--spherical",
+    is_flag=True,
+    help="With --interpolate: walk along the great circle between the points instead of a straight line.",
+)
+@click.option(
+    "--gif",
+    is_flag=True,
+    help="With --interpolate: also write an animated GIF of all walks moving together, beside the PNG.",
+)
 @click.option("--count", type=click.IntRange(1, MAX_COUNT), default=None,
               help="Instead of a grid: this many single images, for use elsewhere, into --output: a folder of PNGs "
                    "(image_000000.png, ...; a conditional run's named by class, image_000000_7.png) or a .npz of uint8 "
                    "images under x (a conditional run's labels under y), which --dataset reads.")
-@click.option("--class", "classes", multiple=True,
-              help="For a conditional run: the class to draw, by name or index; repeat it for several, or all. The grid "
-                   "gets a row per class, the same noise down each column; --interpolate takes one class to keep or two to "
-                   "move between.  [default: all]")
-@click.option("--seed", type=SEED, default=None, help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]")
-@click.option("--output", type=click.Path(), default=None,
-              help="PNG to write; an existing file is never replaced.  [default: generated_seedSEED.png, nice_seedSEED.png or "
-                   "interpolate_seedSEED.png in the run's samples folder, numbered if taken]")
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    help="For a conditional run: the class to draw, by name or index; repeat it for several, or all. The grid "
+    "gets a row per class, the same noise down each column; --interpolate takes one class to keep or two to "
+    "move between.  [default: all]",
+)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=None,
+    help="Seed of the noise; the same seed gives the same PNG.  [default: random, printed]",
+)
+@click.option(
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="PNG to write; an existing file is never replaced.  [default: generated_seedSEED.png, nice_seedSEED.png or "
+    "interpolate_seedSEED.png in the run's samples folder, numbered if taken]",
+)
 @click.pass_context
-def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpolate, walks, points, spherical, gif, count,
-             classes, seed, output):
+def generate(
+    ctx,
+    weights_dir,
+    snapshot,
+    batch_size,
+    nice,
+    nice_factor,
+    interpolate,
+    walks,
+    points,
+    spherical,
+    gif,
+    count,
+    classes,
+    seed,
+    output,
+):
     """Draw images from a trained generator into one tiled PNG, or with --count into single images."""
     import_tensorflow_quietly()
     from dcgan import UserError, generate as generate_images, interpolate as interpolate_images, save_grid
@@ -374,16 +556,21 @@ def generate(ctx, weights_dir, snapshot, batch_size, nice, nice_factor, interpol
             images, _ = generate_images(folder, per_class, seed, nice_factor if nice else None, chosen)
             save_grid(images, output, per_class if rows > 1 else None)
             count = len(images)
-    click.echo(f"Wrote {count} images to {output}{' and ' + str(output.with_suffix('.gif')) if gif else ''} (seed {seed})")
+    click.echo(
+        f"Wrote {count} images to {output}{' and ' + str(output.with_suffix('.gif')) if gif else ''} (seed {seed})"
+    )
 
 
 @main.command()
 @WEIGHTS_DIR
 @SNAPSHOT
-@click.option("--dataset", default=None,
-              help="Labelled data to score against: mnist, mnist-sample, fashion-mnist, or a .npz with x and y "
-                   "(or x_train, y_train, x_test, y_test), a folder of IDX images and labels, or a folder of class subfolders.  "
-                   "[default: the run's dataset]")
+@click.option(
+    "--dataset",
+    default=None,
+    help="Labelled data to score against: mnist, mnist-sample, fashion-mnist, or a .npz with x and y "
+    "(or x_train, y_train, x_test, y_test), a folder of IDX images and labels, or a folder of class subfolders.  "
+    "[default: the run's dataset]",
+)
 @click.option("--count", type=click.IntRange(10, 50_000), default=10_000, help="Generated images to score.")
 @click.option("--seed", type=SEED, default=0, help="Seed of the noise the images are drawn from.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
@@ -441,18 +628,25 @@ def classify(inputs, weights_dir, snapshot, output):
 @main.command()
 @WEIGHTS_DIR
 @SNAPSHOT
-@click.option("--format", "export_format", type=click.Choice(EXPORT_FORMATS), required=True,
-              help="savedmodel: a TensorFlow SavedModel folder, for TensorFlow Serving; tflite: a TensorFlow Lite file, "
-                   "for phones; onnx: an ONNX file, for ONNX Runtime and other frameworks.")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="savedmodel: a TensorFlow SavedModel folder, for TensorFlow Serving; tflite: a TensorFlow Lite file, "
+    "for phones; onnx: an ONNX file, for ONNX Runtime and other frameworks.",
+)
 @click.option("--output", type=click.Path(), required=True,
               help="Where to write: a file ending in .tflite or .onnx, or a folder for savedmodel.")
-@click.option("--overwrite", is_flag=True, help="Replace --output if it exists, once the new export has passed its check.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace --output if it exists, once the new export has passed its check."
+)
 def export(weights_dir, snapshot, export_format, output, overwrite):
     """Write the trained generator for serving, phones or other frameworks.
 
     The model takes `noise` (N, latent size), and for a conditional run `labels` (N,), and returns
-    `images` (N, height, width, channels) in [-1, 1]. Before it is moved into place, the export is loaded in its own runtime and must draw
-    the Keras generator's images from the same noise to within 1e-4. tflite and onnx need
+    `images` (N, height, width, channels) in [-1, 1]. Before it is moved into place, the export is loaded in its own
+    runtime and must draw the Keras generator's images from the same noise to within 1e-4. tflite and onnx need
     pip install 'dcgan[export]'.
     """
     import_tensorflow_quietly()
@@ -465,9 +659,15 @@ def export(weights_dir, snapshot, export_format, output, overwrite):
 
 
 @main.command()
-@click.option("--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder of a run written by dcgan train.")
-@click.option("--samples-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the run's sample grids, where the pictures go too.  [default: the run's own --samples-dir]")
+@click.option(
+    "--weights-dir", type=click.Path(file_okay=False), default="weights", help="Folder of a run written by dcgan train."
+)
+@click.option(
+    "--samples-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the run's sample grids, where the pictures go too.  [default: the run's own --samples-dir]",
+)
 def plot(weights_dir, samples_dir):
     """Draw a run's training curves (curves.png) and an animated GIF of its sample grids (fakes.gif), now.
 

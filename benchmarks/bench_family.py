@@ -1,7 +1,8 @@
 """Step time of every loss on every architecture, of the presets, and of conditional training, against the classic
 Keras loop.
 
-    python benchmarks/bench_family.py [--batch-sizes 64,128] [--rounds 3] [--steps 3] [--rows all|presets|losses|conditional]
+    python benchmarks/bench_family.py [--batch-sizes 64,128] [--rounds 3] [--steps 3]
+                                      [--rows all|presets|losses|conditional]
 
 All run in one process, interleaved round by round so that a noisy machine slows them alike;
 ratios to the classic loop (bench_train.ClassicLoop, the keras-dcgan script's step on Keras 3)
@@ -66,9 +67,15 @@ def candidates(images, labels, which):
         rows += [Step(f"preset {preset}", TrainConfig.from_preset(preset), images)
                  for preset in ("classic", "fast", "dcgan-paper", "wgan", "wgan-gp", "lsgan")]
     if which in ("all", "losses"):
-        rows += [Step(f"{loss} on {architecture}", TrainConfig.from_preset("classic", loss=loss, architecture=architecture,
-                                                                           optimizer="adam"), images)
-                 for architecture in ARCHITECTURE_NAMES for loss in LOSS_NAMES]
+        rows += [
+            Step(
+                f"{loss} on {architecture}",
+                TrainConfig.from_preset("classic", loss=loss, architecture=architecture, optimizer="adam"),
+                images,
+            )
+            for architecture in ARCHITECTURE_NAMES
+            for loss in LOSS_NAMES
+        ]
     if which in ("all", "conditional"):
         rows += [Step(f"fast {conditioning or 'unconditional'}", TrainConfig(conditioning=conditioning), images, labels)
                  for conditioning in (None, *CONDITIONINGS)]
@@ -78,7 +85,9 @@ def candidates(images, labels, which):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="64,128")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each times --steps steps of every row")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; each times --steps steps of every row"
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", choices=("all", "presets", "losses", "conditional"), default="all")
     args = parser.parse_args()

@@ -37,7 +37,9 @@ SETTINGS = {"one": "one at a time", "side": "side by side"}
 
 
 def seconds_a_step(setting, steps, preset):
-    finished = subprocess.run([sys.executable, "-c", CHILD, setting, str(steps), preset], capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", CHILD, setting, str(steps), preset], capture_output=True, text=True, check=True
+    )
     return float(finished.stdout.split()[-1])
 
 

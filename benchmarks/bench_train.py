@@ -45,7 +45,9 @@ class ClassicLoop:
         self.discriminator.trainable = False
         self.d_on_g.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(LR, momentum=0.9, nesterov=True))
         self.discriminator.trainable = True
-        self.discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(LR, momentum=0.9, nesterov=True))
+        self.discriminator.compile(
+            loss="binary_crossentropy", optimizer=keras.optimizers.SGD(LR, momentum=0.9, nesterov=True)
+        )
 
     def step(self, real):
         batch_size = len(real)
@@ -84,13 +86,31 @@ class TorchLoop:
 
         self.torch = torch
         self.generator = nn.Sequential(
-            nn.Linear(LATENT_DIM, 1024), nn.Tanh(), nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.Tanh(),
-            nn.Unflatten(1, (128, 7, 7)), nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 5, padding=2), nn.Tanh(),
-            nn.Upsample(scale_factor=2), nn.Conv2d(64, 1, 5, padding=2), nn.Tanh(),
+            nn.Linear(LATENT_DIM, 1024),
+            nn.Tanh(),
+            nn.Linear(1024, 128 * 7 * 7),
+            nn.BatchNorm1d(128 * 7 * 7),
+            nn.Tanh(),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(128, 64, 5, padding=2),
+            nn.Tanh(),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(64, 1, 5, padding=2),
+            nn.Tanh(),
         )
         self.discriminator = nn.Sequential(
-            nn.Conv2d(1, 64, 5, padding=2), nn.Tanh(), nn.MaxPool2d(2), nn.Conv2d(64, 128, 5), nn.Tanh(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(3200, 1024), nn.Tanh(), nn.Linear(1024, 1), nn.Sigmoid(),
+            nn.Conv2d(1, 64, 5, padding=2),
+            nn.Tanh(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 5),
+            nn.Tanh(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(3200, 1024),
+            nn.Tanh(),
+            nn.Linear(1024, 1),
+            nn.Sigmoid(),
         )
         self.g_optimizer = torch.optim.SGD(self.generator.parameters(), LR, momentum=0.9, nesterov=True)
         self.d_optimizer = torch.optim.SGD(self.discriminator.parameters(), LR, momentum=0.9, nesterov=True)
@@ -111,7 +131,9 @@ class TorchLoop:
         self.g_optimizer.zero_grad()
         for parameter in self.discriminator.parameters():
             parameter.requires_grad_(False)
-        self.loss(self.discriminator(self.generator(torch.rand(batch_size, LATENT_DIM) * 2 - 1)), torch.ones(batch_size, 1)).backward()
+        self.loss(
+            self.discriminator(self.generator(torch.rand(batch_size, LATENT_DIM) * 2 - 1)), torch.ones(batch_size, 1)
+        ).backward()
         for parameter in self.discriminator.parameters():
             parameter.requires_grad_(True)
         self.g_optimizer.step()
@@ -140,7 +162,10 @@ def forward_flops_per_image(layers):
 def flops_per_step(batch_size):
     """The step's arithmetic: a backward pass costs twice its forward pass, or once where only the
     input gradients are needed (the frozen discriminator in the generator's update)."""
-    generator, discriminator = forward_flops_per_image(build_generator().layers), forward_flops_per_image(build_discriminator().layers)
+    generator, discriminator = (
+        forward_flops_per_image(build_generator().layers),
+        forward_flops_per_image(build_discriminator().layers),
+    )
     discriminator_step = batch_size * generator + 2 * batch_size * 3 * discriminator
     generator_step = batch_size * (3 * generator + 2 * discriminator)
     return discriminator_step + generator_step
@@ -167,7 +192,9 @@ def peak_memory_of(name, batch_size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="32,128,256")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each times --steps steps of each implementation")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; each times --steps steps of each implementation"
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,11 +211,16 @@ def main():
         return
 
     peak, peak_how = cpu_peak_flops()
-    print(f"dcgan training benchmark; TensorFlow {tf.__version__}, Keras {keras.__version__}"
-          + (f", PyTorch {__import__('torch').__version__}" if torch_available() else ", PyTorch not installed: skipped"))
+    print(
+        f"dcgan training benchmark; TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        + (f", PyTorch {__import__('torch').__version__}" if torch_available() else ", PyTorch not installed: skipped")
+    )
     print(f"CPU FP32 peak {peak / 1e9:.0f} GFLOP/s ({peak_how}); threads: TensorFlow and PyTorch defaults")
     print(f"{args.rounds} interleaved rounds of {args.steps} steps each, after one warm-up step; median ms per step\n")
-    print(f"{'batch':>5} {'implementation':<14} {'ms/step':>8} {'img/s':>7} {'vs classic':>10} {'vs pytorch':>10} {'GFLOP/s':>8} {'of peak':>7} {'peak MiB':>8}")
+    print(
+        f"{'batch':>5} {'implementation':<14} {'ms/step':>8} {'img/s':>7} {'vs classic':>10} {'vs pytorch':>10} "
+        f"{'GFLOP/s':>8} {'of peak':>7} {'peak MiB':>8}"
+    )
     for batch_size in batch_sizes:
         real = images[:batch_size]
         implementations = [kind() for kind in kinds]
@@ -212,7 +244,9 @@ def main():
         del implementations
 
     with tempfile.TemporaryDirectory() as folder:
-        config = dcgan.TrainConfig(dataset="mnist-sample", batch_size=8, steps=1, weights_dir=f"{folder}/w", samples_dir=f"{folder}/s")
+        config = dcgan.TrainConfig(
+            dataset="mnist-sample", batch_size=8, steps=1, weights_dir=f"{folder}/w", samples_dir=f"{folder}/s"
+        )
         with contextlib.redirect_stdout(io.StringIO()):
             dcgan.train(config)
         dcgan.generate(config.weights_dir, count=128, seed=0, nice_factor=20)

@@ -38,16 +38,51 @@ def seconds_a_step(weights_dir):
 
 def train(folder, workers, batch_size, steps, preset):
     """One timed run of `workers` processes (1: a plain run); returns the chief's seconds a step."""
-    common = ["train", "--dataset", "mnist-sample", "--preset", preset, "--batch-size", str(batch_size), "--steps", str(steps),
-              "--sample-every", str(steps), "--save-every", str(steps), "--threads", str(max(1, os.cpu_count() // workers))]
+    common = [
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--preset",
+        preset,
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+        "--sample-every",
+        str(steps),
+        "--save-every",
+        str(steps),
+        "--threads",
+        str(max(1, os.cpu_count() // workers)),
+    ]
     if workers == 1:
-        subprocess.run([dcgan_command(), *common, "--weights-dir", f"{folder}/one", "--samples-dir", f"{folder}/one-samples"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [dcgan_command(), *common, "--weights-dir", f"{folder}/one", "--samples-dir", f"{folder}/one-samples"],
+            check=True,
+            capture_output=True,
+        )
         return seconds_a_step(f"{folder}/one")
     addresses = local_workers(workers)
-    processes = [subprocess.Popen([dcgan_command(), *common, "--workers", addresses, "--worker-index", str(index),
-                                   "--weights-dir", f"{folder}/many", "--samples-dir", f"{folder}/many-samples"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in range(workers)]
+    processes = [
+        subprocess.Popen(
+            [
+                dcgan_command(),
+                *common,
+                "--workers",
+                addresses,
+                "--worker-index",
+                str(index),
+                "--weights-dir",
+                f"{folder}/many",
+                "--samples-dir",
+                f"{folder}/many-samples",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(workers)
+    ]
     for process in processes:
         _, err = process.communicate()
         if process.returncode:
@@ -63,7 +98,9 @@ def reduced_bytes(preset):
     config = TrainConfig.from_preset(preset)
     trainer = Trainer(config)
     count = lambda variables: sum(int(v.numpy().size) for v in variables)
-    return 4 * (config.d_steps * count(trainer.discriminator_variables) + config.g_steps * count(trainer.generator_variables))
+    return 4 * (
+        config.d_steps * count(trainer.discriminator_variables) + config.g_steps * count(trainer.generator_variables)
+    )
 
 
 def main():
@@ -79,10 +116,17 @@ def main():
             for workers in times:
                 with tempfile.TemporaryDirectory() as folder:
                     times[workers].append(train(folder, workers, batch_size, args.steps, args.preset))
-                print(f"batch {batch_size}, round {round_number + 1}: {workers} worker(s) {times[workers][-1]:.3f} s a step", flush=True)
+                print(
+                    f"batch {batch_size}, round {round_number + 1}: {workers} worker(s) {times[workers][-1]:.3f} s a "
+                    "step",
+                    flush=True,
+                )
         one, two = (statistics.median(times[workers]) for workers in times)
-        print(f"batch {batch_size}: one process {one:.3f} s a step, two localhost workers {two:.3f} s ({two / one:.2f}x, "
-              f"{(two - one) * 1000:.0f} ms more)\n", flush=True)
+        print(
+            f"batch {batch_size}: one process {one:.3f} s a step, two localhost workers {two:.3f} s ({two / one:.2f}x, "
+            f"{(two - one) * 1000:.0f} ms more)\n",
+            flush=True,
+        )
     size = reduced_bytes(args.preset)
     print(f"{args.preset} preset: a step all-reduces {size / 1e6:.1f} MB of gradients")
     for machines in (2, 4, 8):

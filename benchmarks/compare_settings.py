@@ -119,7 +119,9 @@ def compare(name, options, dataset, minutes, folder, count, extend):
         dcgan("train", "--dataset", dataset, "--minutes", point, "--epochs", 100_000, "--weights-dir", weights,
               "--samples-dir", folder / "samples", "--sample-every", 100, "--save-every", 100_000,
               *(["--resume"] if reports else options))
-        report = json.loads(dcgan("evaluate", "--weights-dir", weights, "--dataset", dataset, "--count", count, "--json"))
+        report = json.loads(
+            dcgan("evaluate", "--weights-dir", weights, "--dataset", dataset, "--count", count, "--json")
+        )
         elapsed = read_metrics(weights / METRICS_FILE)["elapsed_seconds"][-1]
         report.update(setting=name, options=options, minutes=float(elapsed) / 60)
         reports.append(report)
@@ -132,15 +134,22 @@ def main():
     parser.add_argument("names", nargs="*", default=list(CANDIDATES), metavar="NAME",
                         help=f"settings to compare: {', '.join(CANDIDATES)}  (default: all)")
     parser.add_argument("--dataset", default="mnist-sample")
-    parser.add_argument("--minutes", type=minute_points, default=[5, 15, 30], help="comma-separated minutes of training to score at")
+    parser.add_argument(
+        "--minutes", type=minute_points, default=[5, 15, 30], help="comma-separated minutes of training to score at"
+    )
     parser.add_argument("--count", type=int, default=10_000, help="generated images per score")
     parser.add_argument("--out", default="compare", help="folder for the runs")
-    parser.add_argument("--extend", action="store_true", help="continue settings already scored in OUT from their last point")
+    parser.add_argument(
+        "--extend", action="store_true", help="continue settings already scored in OUT from their last point"
+    )
     args = parser.parse_args()
     unknown = set(args.names) - set(CANDIDATES)
     if unknown:
         parser.error(f"unknown setting {', '.join(sorted(unknown))}; choose from {', '.join(CANDIDATES)}")
-    print(f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in args.minutes)} minutes of training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"{args.dataset}, scored at {', '.join(f'{m:g}' for m in args.minutes)} minutes of "
+        f"training\n\n{COLUMNS}\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     for name in args.names:
         compare(name, CANDIDATES[name], args.dataset, args.minutes, args.out, args.count, args.extend)
 

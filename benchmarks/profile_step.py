@@ -49,12 +49,17 @@ def main():
     total = 0.0
     for model, batch_size in ((build_generator(), args.batch_size), (build_discriminator(), 2 * args.batch_size)):
         for layer in model.layers:
-            inputs = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, *layer.input.shape[1:])).astype(np.float32))
+            inputs = tf.constant(
+                np.random.default_rng(0).uniform(-1, 1, (batch_size, *layer.input.shape[1:])).astype(np.float32)
+            )
             seconds = time_layer(layer, inputs, args.repeats)
             total += seconds
             flops = 3 * batch_size * forward_flops_per_image([layer])
             rate = f"{flops / seconds / 1e9:>8.1f} {flops / seconds / peak:>7.1%}" if flops else f"{'':>8} {'':>7}"
-            print(f"{model.name:<14} {layer.name:<22} {str(tuple(layer.output.shape[1:])):<16} {seconds * 1000:>7.1f} {rate}")
+            print(
+                f"{model.name:<14} {layer.name:<22} {str(tuple(layer.output.shape[1:])):<16} {seconds * 1000:>7.1f} "
+                f"{rate}"
+            )
     print(f"{'':<14} {'all layers':<22} {'':<16} {total * 1000:>7.1f}")
 
 

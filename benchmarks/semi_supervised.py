@@ -42,8 +42,20 @@ from points import minute_points
 def train_semi_supervised(args, seed, minutes, resume):
     """Trains (or, with `resume`, goes on training) seed `seed`'s run up to `minutes` of training in all."""
     folder = args.out / f"seed-{seed}"
-    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", args.dataset, "--minutes", str(minutes),
-               "--epochs", "100000", "--weights-dir", str(folder / "weights"), "--samples-dir", str(folder / "samples")]
+    command = [
+        str(Path(sys.executable).parent / "dcgan"),
+        "train",
+        "--dataset",
+        args.dataset,
+        "--minutes",
+        str(minutes),
+        "--epochs",
+        "100000",
+        "--weights-dir",
+        str(folder / "weights"),
+        "--samples-dir",
+        str(folder / "samples"),
+    ]
     if resume:
         command.append("--resume")
     else:
@@ -51,7 +63,15 @@ def train_semi_supervised(args, seed, minutes, resume):
             with FolderLock(folder / "weights"):  # refuses, naming it, while another run trains there
                 pass
         shutil.rmtree(folder, ignore_errors=True)
-        command += ["--semi-supervised", args.head, "--labelled", str(args.labelled), "--seed", str(seed), *args.train_options]
+        command += [
+            "--semi-supervised",
+            args.head,
+            "--labelled",
+            str(args.labelled),
+            "--seed",
+            str(seed),
+            *args.train_options,
+        ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     steps = read_metrics(folder / "weights" / METRICS_FILE)["step"][-1]
     return folder / "weights", int(steps)
@@ -62,7 +82,9 @@ class HeldOut:
 
     def __init__(self, weights_dir):
         self.config = TrainConfig(**saved_config(read_run_info(weights_dir)))
-        self.data = load_labelled(self.config.dataset, self.config.image_size, self.config.channels, self.config.center_crop)
+        self.data = load_labelled(
+            self.config.dataset, self.config.image_size, self.config.channels, self.config.center_crop
+        )
         self.names = labelled_class_names(self.config.dataset, self.data.train_labels)
 
     def accuracy(self, classifier):

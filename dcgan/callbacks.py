@@ -162,7 +162,9 @@ class MetricsFile(Callback):
 
     def on_train_batch_end(self, step, logs=None):
         values = [f"{logs[name]:.6g}" for name in self.columns[2:-1]]
-        self.rows.writerow([step + 1, step_epoch(step + 1, self.params["steps_per_epoch"]), *values, f"{self.clock.now:.3f}"])
+        self.rows.writerow(
+            [step + 1, step_epoch(step + 1, self.params["steps_per_epoch"]), *values, f"{self.clock.now:.3f}"]
+        )
         self.file.flush()
 
     def close(self):
@@ -315,7 +317,9 @@ class SampleGrids(EveryAndAtTheEnd):
 
     def write(self, step):
         grid = self.trainer.sampling_generator()(self.inputs, training=False).numpy()
-        save_grid(grid, self.samples_dir / grid_name(step, step_epoch(step, self.params["steps_per_epoch"])), self.columns)
+        save_grid(
+            grid, self.samples_dir / grid_name(step, step_epoch(step, self.params["steps_per_epoch"])), self.columns
+        )
         self.params["callbacks"].on_grid(step, grid)
 
 

@@ -32,8 +32,10 @@ def _read(path, image_shape):
     if path.suffix == ".npz":
         images = load_dataset(str(path))
         if images.shape[1:] != image_shape:
-            raise UserError(f"{path} holds images of shape {'x'.join(map(str, images.shape[1:]))}; the classifier takes "
-                            f"{'x'.join(map(str, image_shape))}: convert them to that first")
+            raise UserError(
+                f"{path} holds images of shape {'x'.join(map(str, images.shape[1:]))}; the classifier takes "
+                f"{'x'.join(map(str, image_shape))}: convert them to that first"
+            )
         return [str(index) for index in range(len(images))], images
     if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{path} is neither a PNG or JPEG image, a folder of them, nor a .npz; give one of those")

@@ -59,7 +59,10 @@ def cluster_of(config):
             raise UserError("--workers needs --worker-index: which of the workers this is, 0 (the chief) to "
                             f"{len(workers) - 1}, a different one on each machine")
         if not 0 <= index < len(workers):
-            raise UserError(f"--worker-index {index} is out of range for {len(workers)} workers; give 0 (the chief) to {len(workers) - 1}")
+            raise UserError(
+                f"--worker-index {index} is out of range for {len(workers)} workers; give 0 (the chief) to "
+                f"{len(workers) - 1}"
+            )
         cluster = Cluster(workers, index)
         if from_environment is not None and from_environment != cluster:
             raise UserError(f"TF_CONFIG in the environment makes this worker {from_environment.index} of "
@@ -253,6 +256,9 @@ class Agreement:
         per_worker = len(said) // len(cluster.workers)  # the chief's devices first, then worker 1's, ...
         starts = [int(start) for start in said[::per_worker, 0]]
         if len(set(starts)) > 1:
-            raise UserError(f"the workers start from different steps ({', '.join(f'worker {i}: {s}' for i, s in enumerate(starts))}); "
-                            "to resume, each must read the chief's weights folder: put it where every worker reads it")
+            raise UserError(
+                f"the workers start from different steps "
+                f"({', '.join(f'worker {i}: {s}' for i, s in enumerate(starts))}); "
+                "to resume, each must read the chief's weights folder: put it where every worker reads it"
+            )
         return elapsed if cluster.chief else float(said[0, 1])

@@ -39,7 +39,9 @@ def _label_input():
 
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
-    wrap_discriminator: Callable  # (image_shape, classes, **build_discriminator's settings) -> the model of [images, labels]
+    wrap_discriminator: (
+        Callable  # (image_shape, classes, **build_discriminator's settings) -> the model of [images, labels]
+    )
     features: Callable  # (discriminator, images, labels) -> its last hidden layer, in training mode
     head: Callable  # (discriminator, features, labels) -> scores, in training mode
     conditional: bool = True

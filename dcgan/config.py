@@ -125,7 +125,8 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset=DEFAULT_PRESET, **settings):
-        """The preset's settings, then `settings` over them; a semi-supervised run plays bce unless `settings` name a loss."""
+        """The preset's settings, then `settings` over them; a semi-supervised run plays bce unless `settings` name a
+        loss."""
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         values = {**PRESETS[preset], **settings}
@@ -167,7 +168,8 @@ class TrainConfig:
 
     @property
     def cluster(self):
-        """The workers this run trains on (dcgan.cluster.Cluster), None in one process; read once per set of settings."""
+        """The workers this run trains on (dcgan.cluster.Cluster), None in one process; read once per set of
+        settings."""
         self.check()
         return self._checked[1]
 
@@ -183,11 +185,20 @@ class TrainConfig:
             self._checked = (values, cluster_of(self))
 
     def _check(self):
-        for name, choices in (("loss", LOSS_NAMES), ("architecture", ARCHITECTURE_NAMES), ("optimizer", OPTIMIZERS),
-                              ("activation", ACTIVATIONS), ("fake_batch_norm", FAKE_BATCH_NORMS),
-                              ("conditioning", (None, *CONDITIONINGS)), ("semi_supervised", (None, *SEMI_SUPERVISIONS))):
+        for name, choices in (
+            ("loss", LOSS_NAMES),
+            ("architecture", ARCHITECTURE_NAMES),
+            ("optimizer", OPTIMIZERS),
+            ("activation", ACTIVATIONS),
+            ("fake_batch_norm", FAKE_BATCH_NORMS),
+            ("conditioning", (None, *CONDITIONINGS)),
+            ("semi_supervised", (None, *SEMI_SUPERVISIONS)),
+        ):
             if getattr(self, name) not in choices:
-                raise UserError(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of {', '.join(map(shown, choices))}")
+                raise UserError(
+                    f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "
+                    f"{', '.join(map(shown, choices))}"
+                )
         augmentations(self.augment)
         for name in ("lr", "beta1", "beta2", "generator_lr", "ema", "augment_target", "feature_matching", "clip",
                      "gp_weight", "minutes"):
@@ -201,7 +212,9 @@ class TrainConfig:
                   "sample_count", "threads")
         _at_least(self, 0, "keep")
         if self.sample_count > MAX_SAMPLE_COUNT:
-            raise UserError(f"--sample-count {self.sample_count} is more than a grid can show; give at most {MAX_SAMPLE_COUNT}")
+            raise UserError(
+                f"--sample-count {self.sample_count} is more than a grid can show; give at most {MAX_SAMPLE_COUNT}"
+            )
         if self.threads is not None and self.threads > MAX_THREADS:
             raise UserError(f"--threads {self.threads} is more than TensorFlow can use; give at most {MAX_THREADS}, "
                             "or leave it out to use every core")
@@ -211,10 +224,15 @@ class TrainConfig:
         if self.clip is not None and self.clip <= 0:
             raise UserError(f"--clip {self.clip} would clip every weight to 0; give a bound above 0 such as 0.01")
         if not 0 <= self.ema < 1:
-            raise UserError(f"EMA decay {self.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it off")
+            raise UserError(
+                f"EMA decay {self.ema} is outside [0, 1); 0.999 averages over about the last 1,000 steps, 0 turns it "
+                "off"
+            )
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"{_option(name)} {getattr(self, name)} is outside [0, 1); Adam's decays are such as 0.5 and 0.999")
+                raise UserError(
+                    f"{_option(name)} {getattr(self, name)} is outside [0, 1); Adam's decays are such as 0.5 and 0.999"
+                )
         if self.image_size:
             check_image_size(self.architecture, self.image_size)
         if self.semi_supervised:
@@ -225,14 +243,18 @@ class TrainConfig:
 
     def _check_semi_supervised(self):
         if self.labelled < 1:
-            raise UserError(f"--labelled {self.labelled} labels no image; give at least one image per class, such as 100")
+            raise UserError(
+                f"--labelled {self.labelled} labels no image; give at least one image per class, such as 100"
+            )
         if self.conditioning:
             raise UserError("--semi-supervised and --conditional do not combine: the first learns to classify images, "
                             "the second to draw a chosen class; choose one")
         if self.loss != SEMI_SUPERVISED_LOSS:
-            raise UserError(f"--semi-supervised plays the {SEMI_SUPERVISED_LOSS} game, its real-or-generated probability read "
-                            f"from the class logits (Salimans et al. 2016); leave out --loss {self.loss} (in Python: "
-                            f"TrainConfig.from_preset, or loss={SEMI_SUPERVISED_LOSS!r})")
+            raise UserError(
+                f"--semi-supervised plays the {SEMI_SUPERVISED_LOSS} game, its real-or-generated probability read "
+                f"from the class logits (Salimans et al. 2016); leave out --loss {self.loss} (in Python: "
+                f"TrainConfig.from_preset, or loss={SEMI_SUPERVISED_LOSS!r})"
+            )
 
 
 def settings_that(behaviour):
@@ -244,6 +266,9 @@ SETTINGS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 FIXED_ON_RESUME = settings_that(FIXED)
 PER_WORKER_SETTINGS = settings_that(PER_WORKER)
 PER_COMMAND_SETTINGS = settings_that(PER_COMMAND)
+# What `--resume` may change: all but the fixed settings, the command's own and the folder it continues.
+CHANGEABLE_ON_RESUME = tuple(name for name in SETTINGS
+                             if name not in (*FIXED_ON_RESUME, *PER_COMMAND_SETTINGS, "weights_dir"))
 # What a run saved before a setting existed trained with: the setting's value then.
 BEFORE_IT_EXISTED = {field.name: field.metadata["before"] for field in dataclasses.fields(TrainConfig)
                      if field.metadata["before"] is not _ALWAYS}
@@ -265,14 +290,17 @@ def check_resumable(config, record, saved):
 
     settings = saved_config(saved)
     if bool(config.conditioning) != bool(settings["conditioning"]):
-        raise UserError(f"cannot resume {'with' if config.conditioning else 'without'} --conditional: the saved run trained "
-                        f"{'without' if config.conditioning else 'with'} labels; resume it as it is, or start a new run "
-                        "in another --weights-dir")
+        raise UserError(
+            f"cannot resume {'with' if config.conditioning else 'without'} --conditional: the saved run trained "
+            f"{'without' if config.conditioning else 'with'} labels; resume it as it is, or start a new run "
+            "in another --weights-dir"
+        )
     for name in FIXED_ON_RESUME:
         if getattr(config, name) != settings[name]:
             raise UserError(
                 f"cannot resume with {_option(name)} {shown(getattr(config, name))}: the saved run used "
-                f"{shown(settings[name])}; leave {_option(name)} out to keep it, or start a new run in another --weights-dir"
+                f"{shown(settings[name])}; leave {_option(name)} out to keep it, or start a new run in another "
+                "--weights-dir"
             )
     now, then = {**record, "class_names": class_names_of(record)}, {**saved, "class_names": class_names_of(saved)}
     for name in ("image_shape", "latent_dim", "dataset_size", "class_names"):
@@ -306,7 +334,11 @@ def settings_problem(settings):
         if float in allowed:
             allowed = (*allowed, int)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            kinds = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed if kind is not int or float not in allowed)
+            kinds = " or ".join(
+                "null" if kind is type(None) else kind.__name__
+                for kind in allowed
+                if kind is not int or float not in allowed
+            )
             return f"setting {name!r} is {json_text(value)}, not {kinds}"
     return None
 

@@ -4,17 +4,14 @@ Every loader returns float32 images of shape (N, H, H, C) scaled to [-1, 1], the
 generator's tanh output: (N, 28, 28, 1) for the named datasets.
 """
 import collections
-import gzip
 import math
 import os
-import struct
 import sys
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from dcgan.array_files import read_idx, read_npz
 from dcgan.errors import UserError
 from dcgan.image_folders import IN_MEMORY_BYTES, ImageFolder, load_image_folder
 
@@ -22,7 +19,6 @@ IMAGE_SHAPE = (28, 28, 1)
 DATASET_NAMES = ("mnist", "mnist-sample", "fashion-mnist")
 MNIST_SAMPLE = Path(__file__).parent / "assets" / "mnist_sample.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_UBYTE = 0x08
 MAX_CLASSES = 1000
 DIGITS = tuple(str(digit) for digit in range(10))
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -104,8 +100,10 @@ def load_conditional(dataset, image_size=None, channels=None, center_crop=False,
     elif path.suffix == ".npz":
         labels = _npz_labels(path, len(images))
     else:
-        raise UserError(f"{path} holds images without labels, which --conditional needs: pass a .npz with y_train "
-                        "(or y) beside the images, a folder of IDX images and labels files, or a folder of class subfolders")
+        raise UserError(
+            f"{path} holds images without labels, which --conditional needs: pass a .npz with y_train "
+            "(or y) beside the images, a folder of IDX images and labels files, or a folder of class subfolders"
+        )
     _check_classes(labels, path)
     return images, labels, labelled_class_names(dataset, labels)
 
@@ -134,11 +132,13 @@ def _check_classes(labels, source, option="--conditional"):
 
 
 def _npz_labels(path, count):
-    found, names = _read_npz(path, ("y_train", "y"))
+    found, names = read_npz(path, ("y_train", "y"))
     key = "y_train" if "x_train" in names else "y"  # beside the images load_dataset took
     if key not in found:
-        raise UserError(f"{path} holds no labels for its images (found: {', '.join(names)}), which --conditional needs; "
-                        f"save them as {key}, one integer class per image")
+        raise UserError(
+            f"{path} holds no labels for its images (found: {', '.join(names)}), which --conditional needs; "
+            f"save them as {key}, one integer class per image"
+        )
     return _labels(found[key], count, f"{path} ({key})")
 
 
@@ -146,8 +146,10 @@ def _idx_training_labels(folder, count):
     files = sorted(p for p in folder.iterdir() if "idx1-ubyte" in p.name)
     files = [p for p in files if "train" in p.name] or files
     if not files:
-        raise UserError(f"{folder} holds no IDX labels file (a name containing 'idx1-ubyte'), which --conditional needs; "
-                        "put the training labels file beside the images")
+        raise UserError(
+            f"{folder} holds no IDX labels file (a name containing 'idx1-ubyte'), which --conditional needs; "
+            "put the training labels file beside the images"
+        )
     return _labels(np.concatenate([read_idx(p) for p in files]), count, files[0] if len(files) == 1 else folder)
 
 
@@ -239,7 +241,7 @@ def _labelled_image_folder(folder, image_size, channels, center_crop, memory_lim
 
 
 def _labelled_npz(path):
-    found, names = _read_npz(path, ("x_train", "y_train", "x_test", "y_test", "x", "y"))
+    found, names = read_npz(path, ("x_train", "y_train", "x_test", "y_test", "x", "y"))
     for images, labels in (("x_train", "y_train"), ("x", "y")):
         if images in found and labels in found:
             train = (_to_unit_range(found[images], path), _labels(found[labels], len(found[images]), path))
@@ -300,55 +302,8 @@ def _hold_out(images, labels, fraction=0.2):
     return Labelled(images[~held_out], labels[~held_out], images[held_out], labels[held_out])
 
 
-def _read_npz(path, keys, memory_limit=IN_MEMORY_BYTES):
-    """The arrays named in `keys` that the .npz at `path` holds (only those are read), and the names of all it holds.
-
-    Each array's header is checked before the array is read: numbers, within the memory limit (as
-    float32), and no bigger than what the file holds.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for key in keys:
-                if f"{key}.npy" in archive.namelist():
-                    _check_npy_header(path, key, archive, memory_limit)
-        with np.load(path, allow_pickle=False) as arrays:
-            return {key: arrays[key] for key in keys if key in arrays.files}, arrays.files
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise UserError(f"cannot read {path} as a .npz file ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
-                        "check the file or save it again with numpy.savez") from None
-
-
-def _check_npy_header(path, key, archive, memory_limit):
-    info = archive.getinfo(f"{key}.npy")
-    with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise UserError(f"{path}: {key} is saved in .npy format {version[0]}.{version[1]}, which dcgan does not read; "
-                            "save it again with numpy.savez")
-        shape, _, dtype = read_header(member)
-    if dtype.kind not in "biuf":
-        raise UserError(f"{path}: {key} holds {dtype} values, not numbers; save the images as integers or floats")
-    count = math.prod(shape)
-    if count * dtype.itemsize > info.file_size:
-        raise UserError(f"{path} is damaged: {key}'s header promises shape {shape} of {dtype}, more than the file holds; "
-                        "save it again")
-    _check_memory(path, shape, memory_limit)
-
-
-def _check_memory(source, shape, memory_limit):
-    """Refuse data whose float32 copy would not fit in `memory_limit` bytes, before it is allocated."""
-    size = 4 * math.prod(shape)
-    if size > memory_limit:
-        raise UserError(
-            f"{source} holds shape {tuple(shape)}: {size / 2**30:.1f} GiB as float32, more than the "
-            f"{memory_limit / 2**30:.1f} GiB dcgan holds in memory; use part of it, or save the images as PNG files "
-            "in a folder, which is read from disk a batch at a time"
-        )
-
-
 def _load_npz(path):
-    found, names = _read_npz(path, ("x_train", "x"))
+    found, names = read_npz(path, ("x_train", "x"))
     for key in ("x_train", "x"):
         if key in found:
             return _to_unit_range(found[key], path)
@@ -372,32 +327,6 @@ def _load_idx_folder(folder):
     return np.concatenate([_to_unit_range(read_idx(p), p) for p in train_files])
 
 
-def read_idx(path, memory_limit=IN_MEMORY_BYTES):
-    """The array in an IDX file (raw or gzipped) of unsigned bytes, as used by MNIST.
-
-    The header's shape is checked against the memory limit and the file before the pixels are read,
-    so a small gzip that would inflate to gigabytes is refused unread.
-    """
-    path = Path(path)
-    try:
-        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as file:
-            magic = file.read(4)
-            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] != IDX_UBYTE:
-                raise UserError(f"{path} is not an IDX file of unsigned bytes; pass a .npz (x_train or x), an IDX file or a folder")
-            dimensions = file.read(4 * magic[3])
-            if len(dimensions) < 4 * magic[3]:
-                raise UserError(f"{path} is truncated within its header; download or copy it again")
-            shape = struct.unpack(f">{magic[3]}I", dimensions)
-            _check_memory(path, shape, memory_limit)
-            data = file.read(math.prod(shape) + 1)
-    except (OSError, EOFError, zlib.error) as error:
-        raise UserError(f"cannot read {path} ({error}); pass a readable .npz, IDX file or folder") from None
-    if len(data) != math.prod(shape):
-        raise UserError(f"{path} does not match its header, which promises shape {shape} "
-                        f"({'more' if len(data) < math.prod(shape) else 'fewer'} bytes than it holds); download or copy it again")
-    return np.frombuffer(data, np.uint8).reshape(shape)
-
-
 def _to_unit_range(images, source):
     stored = images.shape
     if images.ndim == 3:
@@ -411,7 +340,9 @@ def _to_unit_range(images, source):
         raise UserError(f"{source} holds {images.dtype} values, not numbers; save the images as integers or floats")
     low, high = float(images.min()), float(images.max())
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise UserError(f"{source} holds NaN or infinite values; replace them, then scale the images to [0, 255], [0, 1] or [-1, 1]")
+        raise UserError(
+            f"{source} holds NaN or infinite values; replace them, then scale the images to [0, 255], [0, 1] or [-1, 1]"
+        )
     integers = images.dtype.kind in "biu"
     images = images.astype(np.float32)
     if low >= 0 and high <= 1:  # [0, 1] floats, or integer images of 0s and 1s: black and white

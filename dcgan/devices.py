@@ -39,7 +39,8 @@ def use_threads(count=None):
         if count:
             raise UserError(
                 f"cannot switch to {count} threads: TensorFlow already started with "
-                f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else runs"
+                f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}; set threads before anything else "
+                "runs"
             ) from None
         print("TensorFlow started before training, running ops side by side: another process with the same seed "
               "may train slightly different weights (train before anything else runs to make them the same)")

@@ -93,12 +93,17 @@ def scoring_classifier(dataset, data, cache_dir=None, log=print):
         except Exception as error:  # any damage to a cache file: it can be made again
             log(f"The cached classifier {path} is damaged ({type(error).__name__}); training it again")
 
-    log(f"Training a classifier on {len(data.train_images)} {dataset} images to score with (once; it is cached in {cache_dir})")
+    log(
+        f"Training a classifier on {len(data.train_images)} {dataset} images to score with (once; it is cached in "
+        f"{cache_dir})"
+    )
     keras.utils.set_random_seed(0)
     classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
     model = build_classifier(data.train_images.shape[1:], classes)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    epochs = max(3, math.ceil(CLASSIFIER_STEPS / math.ceil(len(data.train_images) / 64)))  # at most 1,500 steps on small data
+    epochs = max(
+        3, math.ceil(CLASSIFIER_STEPS / math.ceil(len(data.train_images) / 64))
+    )  # at most 1,500 steps on small data
     model.fit(data.train_images, data.train_labels, batch_size=64, epochs=epochs, verbose=0)
     classifier = Classifier(model, {})
     _, probabilities = classifier(data.test_images)
@@ -113,7 +118,10 @@ def scoring_classifier(dataset, data, cache_dir=None, log=print):
         write_atomically(path, model.save)
         write_atomically(info_path, lambda temporary: temporary.write_text(json.dumps(classifier.info, indent=2)))
     except OSError as error:
-        log(f"Could not cache the classifier in {cache_dir} ({error.strerror}); set DCGAN_CACHE or --cache-dir to a writable folder")
+        log(
+            f"Could not cache the classifier in {cache_dir} ({error.strerror}); set DCGAN_CACHE or --cache-dir to a "
+            "writable folder"
+        )
     classifier.info["path"] = str(path)
     return classifier
 
@@ -210,7 +218,11 @@ class Scorer:
     def __init__(self, dataset, cache_dir=None, log=print, image_size=None, channels=None, center_crop=False):
         self.data = load_labelled(dataset, image_size, channels, center_crop)
         classes = len(np.unique(self.data.train_labels))
-        if len(self.data.train_images) < MIN_TRAINING_IMAGES or len(self.data.test_images) < MIN_HELD_OUT_IMAGES or classes < 2:
+        if (
+            len(self.data.train_images) < MIN_TRAINING_IMAGES
+            or len(self.data.test_images) < MIN_HELD_OUT_IMAGES
+            or classes < 2
+        ):
             raise UserError(
                 f"{dataset} has {len(self.data.train_images)} labelled images to train the scoring classifier on and "
                 f"{len(self.data.test_images)} held out, in {classes} classes; scoring needs at least "
@@ -223,12 +235,16 @@ class Scorer:
     def score(self, images, labels=None):
         """The scores of `images`; with `labels`, the classes they were drawn for, the class scores too."""
         if images.shape[1:] != self.data.test_images.shape[1:]:
-            raise UserError(f"the images are of shape {images.shape[1:]}, the dataset's of shape "
-                            f"{self.data.test_images.shape[1:]}; score against the dataset the generator was trained on")
+            raise UserError(
+                f"the images are of shape {images.shape[1:]}, the dataset's of shape "
+                f"{self.data.test_images.shape[1:]}; score against the dataset the generator was trained on"
+            )
         features, probabilities = self.classifier(images)
         scores = score_features(features, probabilities, self.reference, self.classes)
         if labels is not None:
-            scores.update(class_scores(features, probabilities, labels, self.reference, self.data.test_labels, self.classes))
+            scores.update(
+                class_scores(features, probabilities, labels, self.reference, self.data.test_labels, self.classes)
+            )
         return scores
 
     def floor(self, count, seed=0, labelled=False):
@@ -257,11 +273,15 @@ def evaluate(weights_dir="weights", dataset=None, count=10_000, seed=0, cache_di
     labels = None
     if class_names:
         if len(class_names) != scorer.classes:
-            raise UserError(f"the run has {len(class_names)} classes and {dataset} {scorer.classes}; score a conditional "
-                            "run against the labelled dataset it was trained on")
+            raise UserError(
+                f"the run has {len(class_names)} classes and {dataset} {scorer.classes}; score a conditional "
+                "run against the labelled dataset it was trained on"
+            )
         if count < 2 * len(class_names):
-            raise UserError(f"--count {count} draws fewer than 2 images of each of the run's {len(class_names)} classes; "
-                            f"use --count {max(MEANINGFUL_COUNT, 2 * len(class_names))} or more")
+            raise UserError(
+                f"--count {count} draws fewer than 2 images of each of the run's {len(class_names)} classes; "
+                f"use --count {max(MEANINGFUL_COUNT, 2 * len(class_names))} or more"
+            )
         drawn = list(draw_batches(run, count, seed))  # the classes in turn: evenly
         images, labels = (np.concatenate(parts) for parts in zip(*drawn))
     else:
@@ -294,7 +314,12 @@ def _semi_supervised_scores(run, scorer, dataset):
 ROWS = [
     ("Fréchet distance", "frechet_distance", "{:.2f}", "lower is better; real images give the floor"),
     ("classes covered", "classes_covered", "{}", "classes with at least {covered:.1%} of the images"),
-    ("effective classes", "effective_classes", "{:.2f}", "exp(entropy) of the class histogram: {classes} is perfectly even"),
+    (
+        "effective classes",
+        "effective_classes",
+        "{:.2f}",
+        "exp(entropy) of the class histogram: {classes} is perfectly even",
+    ),
     ("largest class share", "largest_class_share", "{:.1%}", "an even spread gives {even:.1%}"),
     ("mean confidence", "mean_confidence", "{:.3f}", "the classifier's top probability"),
     ("precision (k=3)", "precision", "{:.3f}", "generated images that fall among real ones"),
@@ -313,7 +338,8 @@ def format_report(report):
         f"{report['weights_dir']} (step {report['step']}) against {report['dataset']}: "
         f"{report['generated']['images']} generated images (seed {report['seed']}), "
         f"{report['real']['images']} real training images",
-        f"classifier: held-out accuracy {classifier['held_out_accuracy']:.1%} on {classifier['held_out_images']} images, "
+        f"classifier: held-out accuracy {classifier['held_out_accuracy']:.1%} on {classifier['held_out_images']} "
+        "images, "
         f"trained on {classifier['training_images']} ({classifier['path']})",
         "",
         f"{'':22}{'generated':>12}{'real':>12}",
@@ -339,9 +365,12 @@ def _format_classifier(scores):
     """The semi-supervised classifier's accuracy, and its confusion matrix: a row per true class."""
     names = [name[:9] for name in scores["class_names"]]
     width = max(6, *(len(name) + 1 for name in names))
-    lines = [f"the run's classifier, from {scores['labelled']} labels: held-out accuracy {scores['held_out_accuracy']:.1%} "
-             f"on {scores['held_out_images']} images", "",
-             "true class \\ classified as".ljust(22) + "".join(f"{name:>{width}}" for name in names)]
+    lines = [
+        f"the run's classifier, from {scores['labelled']} labels: held-out accuracy {scores['held_out_accuracy']:.1%} "
+        f"on {scores['held_out_images']} images",
+        "",
+        "true class \\ classified as".ljust(22) + "".join(f"{name:>{width}}" for name in names),
+    ]
     for name, row in zip(scores["class_names"], scores["confusion_matrix"]):
         lines.append(f"{name[:21]:22}" + "".join(f"{count:>{width}}" for count in row))
     return lines

@@ -90,7 +90,9 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     _check_output(output, format, kind, overwrite)
     missing = [module for module in kind.modules if not _importable(module)]
     if missing:
-        raise UserError(f"exporting to {format} needs {' and '.join(missing)}, which pip install 'dcgan[export]' installs")
+        raise UserError(
+            f"exporting to {format} needs {' and '.join(missing)}, which pip install 'dcgan[export]' installs"
+        )
     run = RunFolder.of(weights_dir)
     generator = run.model("generator")
     inputs = {INPUT_NAME: latent_noise(np.random.default_rng(CHECK_SEED), CHECK_COUNT, generator)}
@@ -98,13 +100,19 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     if classes:
         inputs[LABELS_NAME] = (np.arange(CHECK_COUNT) % len(classes)).astype(np.int32)
     expected = generator.predict(list(inputs.values()) if classes else inputs[INPUT_NAME], verbose=0)
-    partial = output.with_name(f".{output.stem}.partial-{uuid.uuid4().hex[:8]}{output.suffix}")  # Keras checks the suffix
+    partial = output.with_name(
+        f".{output.stem}.partial-{uuid.uuid4().hex[:8]}{output.suffix}"
+    )  # Keras checks the suffix
     try:
         try:
             _write(generator, kind, partial)
             drawn = kind.draw(partial, inputs)
-        except Exception as error:  # a converter's or a runtime's own failure, whatever its type: one line, not its traceback
-            raise UserError(f"exporting to {format} failed ({type(error).__name__}: {first_line(error)}); nothing was written") from None
+        except (
+            Exception
+        ) as error:  # a converter's or a runtime's own failure, whatever its type: one line, not its traceback
+            raise UserError(
+                f"exporting to {format} failed ({type(error).__name__}: {first_line(error)}); nothing was written"
+            ) from None
         difference = float(np.max(np.abs(drawn - expected))) if np.shape(drawn) == expected.shape else np.inf
         if not difference <= tolerance:  # NaN fails too
             raise UserError(f"the {format} export draws images up to {difference:.2g} away from the Keras generator's "
@@ -126,7 +134,9 @@ def _importable(module):
 def _check_output(output, format, kind, overwrite):
     if output.exists() and not overwrite:
         raise UserError(f"{output} exists already; choose another --output, or pass --overwrite to replace it")
-    if output.is_dir() and not (output / "saved_model.pb").is_file():  # --overwrite may replace an export, not any folder
+    if (
+        output.is_dir() and not (output / "saved_model.pb").is_file()
+    ):  # --overwrite may replace an export, not any folder
         raise UserError(f"{output} is a folder that holds no SavedModel; --overwrite replaces only an earlier export, "
                         "so choose another --output")
     if kind.suffix and output.suffix.lower() != kind.suffix:
@@ -146,7 +156,11 @@ def _write(generator, kind, path):
     if conditional:  # the one-hot label after the noise, as the conditional generator's own layers do
         labels = keras.Input((), dtype="int32", name=LABELS_NAME)
         encode = next(layer for layer in generator.layers if isinstance(layer, keras.layers.CategoryEncoding))
-        inputs, images, body = [noise, labels], keras.layers.Concatenate()([noise, encode(labels)]), generator.get_layer(BODY)
+        inputs, images, body = (
+            [noise, labels],
+            keras.layers.Concatenate()([noise, encode(labels)]),
+            generator.get_layer(BODY),
+        )
     for layer in body.layers:
         images = layer(images)
         if isinstance(layer, keras.layers.UpSampling2D):
@@ -155,7 +169,9 @@ def _write(generator, kind, path):
             images = keras.layers.Reshape(images.shape[1:])(images)
     named = keras.Model(inputs, {OUTPUT_NAME: images})
     example = np.zeros((1, *noise.shape[1:]), np.float32)
-    named([example, np.zeros(1, np.int32)] if conditional else example)  # Keras exports only a model that has been called
+    named(
+        [example, np.zeros(1, np.int32)] if conditional else example
+    )  # Keras exports only a model that has been called
     with warnings.catch_warnings():  # the converters' deprecation warnings are theirs, not the user's to act on
         warnings.simplefilter("ignore")
         named.export(str(path), format=kind.keras_name, verbose=False, **kind.options())
@@ -178,4 +194,6 @@ def _remove(path):
 
 
 def _size(path):
-    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
+    return (
+        sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
+    )

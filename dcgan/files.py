@@ -46,7 +46,9 @@ def writable_folder(folder, option):
         probe.touch()
         probe.unlink()
     except OSError as error:
-        raise UserError(f"cannot write to folder {folder} ({error.strerror}); choose a writable one with {option}") from None
+        raise UserError(
+            f"cannot write to folder {folder} ({error.strerror}); choose a writable one with {option}"
+        ) from None
     return folder
 
 
@@ -69,7 +71,10 @@ class FolderLock:
         try:
             _lock(self.file)
         except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):  # not held elsewhere: the folder cannot be locked at all
+            if error.errno not in (
+                errno.EAGAIN,
+                errno.EACCES,
+            ):  # not held elsewhere: the folder cannot be locked at all
                 self.file.close()
                 raise UserError(f"cannot lock {self.path} ({error.strerror}); train in a folder on a local disk "
                                 "with --weights-dir") from None

@@ -70,7 +70,9 @@ def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=Fal
     if conditional and classes is not None and len(classes) == 2:
         noise = np.repeat(start[:, None], points, axis=1).reshape(walks * points, -1)
         one_hot = np.eye(class_count)[list(classes)]
-        mixed = ((1 - fractions) * one_hot[0] + fractions * one_hot[1]).repeat(walks, axis=0).reshape(walks * points, -1)
+        mixed = (
+            ((1 - fractions) * one_hot[0] + fractions * one_hot[1]).repeat(walks, axis=0).reshape(walks * points, -1)
+        )
         body = generator.get_layer(BODY)  # the conditional generator past its label's one-hot vector
         images = body.predict(np.concatenate([noise, mixed], axis=1).astype(np.float32), batch_size=BATCH, verbose=0)
         return images.reshape(walks, points, *images.shape[1:])
@@ -114,7 +116,9 @@ def class_indices(weights_dir, requested):
         elif text.strip().isdigit() and int(text) < len(names):
             found = [int(text)]
         else:
-            listed = ", ".join(f"{index} ({name})" if name != str(index) else name for index, name in enumerate(names[:20]))
+            listed = ", ".join(
+                f"{index} ({name})" if name != str(index) else name for index, name in enumerate(names[:20])
+            )
             raise UserError(f"the run has no class {text!r}; choose from {listed}{', ...' if len(names) > 20 else ''}, "
                             "by name or index, or all")
         indices += [index for index in found if index not in indices]
@@ -142,9 +146,12 @@ def save_walks(walks, path, gif=False):
     if gif:
         points = walks.shape[1]
         frames = [to_picture(walks[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
-        # Pixels repeated, not smoothed, up to a side of at least GIF_SIDE: a grid of 28-pixel digits is tiny on a screen.
+        # Pixels repeated, not smoothed, up to a side of at least GIF_SIDE: a grid of 28-pixel digits is tiny on a
+        # screen.
         scale = math.ceil(GIF_SIDE / min(frames[0].size))
-        frames = [frame.resize((frame.width * scale, frame.height * scale), Image.Resampling.NEAREST) for frame in frames]
+        frames = [
+            frame.resize((frame.width * scale, frame.height * scale), Image.Resampling.NEAREST) for frame in frames
+        ]
         save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15)
 
 

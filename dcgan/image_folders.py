@@ -30,7 +30,8 @@ def image_files(folder):
 
 def load_image_folder(folder, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES,
                       labelled=False):
-    """The images under `folder` as float32 (N, size, size, channels) in [-1, 1]: an array, or an ImageFolder if too big.
+    """The images under `folder` as float32 (N, size, size, channels) in [-1, 1]: an array, or an ImageFolder if
+    too big.
 
     Unreadable files are skipped, with a count on stderr. `channels` defaults to 1 when every image
     is grayscale, else 3. Images must be square unless `center_crop`, and at least `image_size`.
@@ -82,7 +83,9 @@ def read_images_of_shape(path, image_shape):
     path = Path(path)
     files = image_files(path) if path.is_dir() else [path]
     if not files:
-        raise UserError(f"no PNG or JPEG images in folder {path} (subfolders included); put the images to classify there")
+        raise UserError(
+            f"no PNG or JPEG images in folder {path} (subfolders included); put the images to classify there"
+        )
     height, width, channels = image_shape
     readable, skipped = [], []
     for file in files:
@@ -94,8 +97,10 @@ def read_images_of_shape(path, image_shape):
             continue
         if size != (width, height) or gray != (channels == 1):
             kind = {True: "grayscale", False: "colour"}
-            raise UserError(f"{file} is a {size[0]}x{size[1]} {kind[gray]} image; the classifier takes {width}x{height} "
-                            f"{kind[channels == 1]} images (shape {height}x{width}x{channels}): convert them to that first")
+            raise UserError(
+                f"{file} is a {size[0]}x{size[1]} {kind[gray]} image; the classifier takes {width}x{height} "
+                f"{kind[channels == 1]} images (shape {height}x{width}x{channels}): convert them to that first"
+            )
         readable.append(file)
     _skip_or_refuse(skipped, len(readable), len(files), path, "read")
     return _decode_all(ImageFolder(readable, height, channels, center_crop=False), path, len(files))
@@ -153,7 +158,8 @@ def _check_sizes(files, sizes, image_size, center_crop):
         if len(oblong):
             first = oblong[0]
             raise UserError(
-                f"{len(oblong)} of {len(files)} images are not square (e.g. {files[first]} is {widths[first]}x{heights[first]}); "
+                f"{len(oblong)} of {len(files)} images are not square (e.g. {files[first]} is "
+                f"{widths[first]}x{heights[first]}); "
                 "pass --center-crop to train on their square centres, or crop them yourself"
             )
     small = np.flatnonzero(np.minimum(widths, heights) < image_size)
@@ -200,7 +206,9 @@ class ImageFolder:
         try:
             with Image.open(self.files[index]) as image:
                 if image.mode in WIDE_GRAY_MODES:
-                    image = Image.fromarray(np.asarray(image, np.float32) / 257, "F")  # 0-65535 -> 0-255, kept fractional
+                    image = Image.fromarray(
+                        np.asarray(image, np.float32) / 257, "F"
+                    )  # 0-65535 -> 0-255, kept fractional
                 else:
                     image = image.convert("L" if self.channels == 1 else "RGB")
                 if self.center_crop:

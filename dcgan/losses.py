@@ -27,7 +27,9 @@ class Loss:
     head: str  # the discriminator's last activation: "sigmoid" (scores are probabilities) or "linear" (a critic)
     real_above: float  # a score above this calls an image real
     wasserstein: bool = False  # mean real minus mean generated score estimates the Wasserstein distance
-    setting: str | None = None  # the TrainConfig field this loss owns (presets.LOSS_SETTINGS; TrainConfig.loss_settings)
+    setting: str | None = (
+        None  # the TrainConfig field this loss owns (presets.LOSS_SETTINGS; TrainConfig.loss_settings)
+    )
 
     @property
     def penalized(self):
@@ -66,21 +68,44 @@ def _wasserstein_critic(real, fake):
 
 LOSSES = {
     # The classic's non-saturating game: the generator maximizes log D(G(z)) (Goodfellow et al. 2014).
-    "bce": Loss(_bce_discriminator, lambda fake: tf.reduce_mean(keras.losses.binary_crossentropy(tf.ones_like(fake), fake)),
-                head="sigmoid", real_above=0.5),
+    "bce": Loss(
+        _bce_discriminator,
+        lambda fake: tf.reduce_mean(keras.losses.binary_crossentropy(tf.ones_like(fake), fake)),
+        head="sigmoid",
+        real_above=0.5,
+    ),
     # Arjovsky et al. 2017: a critic without sigmoid or log, its weights clipped after each update.
-    "wgan": Loss(_halves(_wasserstein_critic), lambda fake: -_mean(fake), head="linear", real_above=0.0, wasserstein=True,
-                 **_owned("wgan")),
+    "wgan": Loss(
+        _halves(_wasserstein_critic),
+        lambda fake: -_mean(fake),
+        head="linear",
+        real_above=0.0,
+        wasserstein=True,
+        **_owned("wgan"),
+    ),
     # Gulrajani et al. 2017: the same critic, kept 1-Lipschitz by a penalty instead of clipping.
-    "wgan-gp": Loss(_halves(_wasserstein_critic), lambda fake: -_mean(fake), head="linear", real_above=0.0, wasserstein=True,
-                    **_owned("wgan-gp")),
+    "wgan-gp": Loss(
+        _halves(_wasserstein_critic),
+        lambda fake: -_mean(fake),
+        head="linear",
+        real_above=0.0,
+        wasserstein=True,
+        **_owned("wgan-gp"),
+    ),
     # As in SNGAN and BigGAN (Miyato et al. 2018; Brock et al. 2019).
-    "hinge": Loss(_halves(lambda real, fake: _mean(tf.nn.relu(1.0 - real)) + _mean(tf.nn.relu(1.0 + fake))),
-                  lambda fake: -_mean(fake),
-                  head="linear", real_above=0.0),
+    "hinge": Loss(
+        _halves(lambda real, fake: _mean(tf.nn.relu(1.0 - real)) + _mean(tf.nn.relu(1.0 + fake))),
+        lambda fake: -_mean(fake),
+        head="linear",
+        real_above=0.0,
+    ),
     # Mao et al. 2017, with targets 1 (real) and 0 (generated).
-    "lsgan": Loss(_halves(lambda real, fake: 0.5 * _mean(tf.square(real - 1.0)) + 0.5 * _mean(tf.square(fake))),
-                  lambda fake: 0.5 * _mean(tf.square(fake - 1.0)), head="linear", real_above=0.5),
+    "lsgan": Loss(
+        _halves(lambda real, fake: 0.5 * _mean(tf.square(real - 1.0)) + 0.5 * _mean(tf.square(fake))),
+        lambda fake: 0.5 * _mean(tf.square(fake - 1.0)),
+        head="linear",
+        real_above=0.5,
+    ),
 }
 
 

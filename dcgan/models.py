@@ -43,7 +43,9 @@ def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized
     return ARCHITECTURES[architecture][0](latent_dim, tuple(image_shape), synchronized, activation)
 
 
-def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic", loss="bce", synchronized=False):
+def build_discriminator(
+    image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic", loss="bce", synchronized=False
+):
     """Images of `image_shape` -> each image's score, by `architecture`: a probability of being real
     for losses that read probabilities, an unbounded critic score for the others (`loss`)."""
     check_image_size(architecture, image_shape[0])
@@ -93,7 +95,14 @@ def classic_discriminator(image_shape, activation, loss, synchronized):
         blocks += [layers.Conv2D(64 * 2**index, 5, padding="same" if index == 0 else "valid"),
                    hidden_activation(activation), layers.MaxPooling2D(2)]
     return keras.Sequential(
-        [keras.Input(image_shape), *blocks, layers.Flatten(), layers.Dense(1024), hidden_activation(activation), *_score(loss)],
+        [
+            keras.Input(image_shape),
+            *blocks,
+            layers.Flatten(),
+            layers.Dense(1024),
+            hidden_activation(activation),
+            *_score(loss),
+        ],
         name="discriminator",
     )
 
@@ -164,8 +173,15 @@ def mlp_discriminator(image_shape, activation, loss, synchronized):
     """The original GAN paper's fully connected discriminator: two hidden layers of 240 (LeakyReLU
     or tanh in place of its maxout units, which Keras has no layer for)."""
     return keras.Sequential(
-        [keras.Input(image_shape), layers.Flatten(), layers.Dense(240), hidden_activation(activation), layers.Dense(240),
-         hidden_activation(activation), *_score(loss)],
+        [
+            keras.Input(image_shape),
+            layers.Flatten(),
+            layers.Dense(240),
+            hidden_activation(activation),
+            layers.Dense(240),
+            hidden_activation(activation),
+            *_score(loss),
+        ],
         name="discriminator",
     )
 
@@ -223,9 +239,15 @@ def run_generator(generator, noise, training):
 
 def _is_upsampled_conv(upsampling, convolution):
     return (
-        isinstance(upsampling, layers.UpSampling2D) and upsampling.size == (2, 2) and upsampling.interpolation == "nearest"
-        and isinstance(convolution, layers.Conv2D) and convolution.kernel_size == (5, 5) and convolution.padding == "same"
-        and convolution.strides == (1, 1) and convolution.dilation_rate == (1, 1) and convolution.use_bias
+        isinstance(upsampling, layers.UpSampling2D)
+        and upsampling.size == (2, 2)
+        and upsampling.interpolation == "nearest"
+        and isinstance(convolution, layers.Conv2D)
+        and convolution.kernel_size == (5, 5)
+        and convolution.padding == "same"
+        and convolution.strides == (1, 1)
+        and convolution.dilation_rate == (1, 1)
+        and convolution.use_bias
         and convolution.activation is keras.activations.linear
     )
 

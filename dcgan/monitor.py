@@ -95,7 +95,8 @@ class Progress:
         return (self.step - self.timed_from[0]) * self.images_per_step / (time.perf_counter() - self.timed_from[1])
 
     def seconds_left(self):
-        """To the run's end, whichever comes first: the last step at this speed, or the time limit. None until measured."""
+        """To the run's end, whichever comes first: the last step at this speed, or the time limit. None until
+        measured."""
         per_second = self.images_per_second() / self.images_per_step
         by_steps = (self.total_steps - self.step) / per_second if per_second else None
         by_time = self.time_limit - self.elapsed() if math.isfinite(self.time_limit) else None
@@ -187,7 +188,8 @@ class HealthCheck:
         if self._newly("discriminator", winning):
             return (
                 f"warning: at step {step} the discriminator is winning outright: over the last {self.window} steps "
-                f"d_loss averaged {d_loss:.4f} and D(G(z)) {d_fake:.4f}. The generator learns little from a discriminator "
+                f"d_loss averaged {d_loss:.4f} and D(G(z)) {d_fake:.4f}. The generator learns little from a "
+                "discriminator "
                 "this sure, so its samples stop improving (they often turn gray). Try a lower --lr, "
                 "or resume from a snapshot saved before this in a new run"
             )
@@ -200,7 +202,8 @@ class HealthCheck:
             return (
                 f"warning: at step {step} the sample grid's images are near-copies of one another "
                 f"(their diversity is {ratio:.2f} of real images'): the generator is collapsing onto a few outputs. "
-                "Look at the latest grid; try a lower --lr or another --seed, and run dcgan evaluate to see which classes it covers"
+                "Look at the latest grid; try a lower --lr or another --seed, and run dcgan evaluate to see which "
+                "classes it covers"
             )
         return None
 
@@ -237,7 +240,9 @@ class EventLog:
         picture.save(png, format="PNG")
         width, height = picture.size
         channels = len(picture.getbands())
-        image = self._summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png.getvalue())
+        image = self._summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=png.getvalue()
+        )
         self._write(step, [self._summary.Value(tag="samples/fixed_noise", image=image)])
 
     def close(self):

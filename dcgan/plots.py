@@ -17,13 +17,26 @@ ANIMATION_FILE = "fakes.gif"
 # leaves its usual range for the values' own when they fall outside it (a critic's scores). Columns a
 # run does not have (a semi-supervised run's classifier values) are left out.
 PANELS = [
-    ("losses", [("d_loss", "d_loss", "#c83c28"), ("g_loss", "g_loss", "#285ac8"), ("c_loss", "classifier", "#8c3cb4")],
-     None),
-    ("discriminator's mean score", [("d_real", "D(x), real", "#c83c28"), ("d_fake", "D(G(z)), generated", "#285ac8")], (0, 1)),
-    ("discriminator's accuracy (0.5: fooled half the time) and augment probability",
-     [("d_acc_real", "on real", "#c83c28"), ("d_acc_fake", "on generated", "#285ac8"), ("augment_p", "augment p", "#3c963c"),
-      ("c_acc", "classifier, labelled", "#8c3cb4")],
-     (0, 1)),
+    (
+        "losses",
+        [("d_loss", "d_loss", "#c83c28"), ("g_loss", "g_loss", "#285ac8"), ("c_loss", "classifier", "#8c3cb4")],
+        None,
+    ),
+    (
+        "discriminator's mean score",
+        [("d_real", "D(x), real", "#c83c28"), ("d_fake", "D(G(z)), generated", "#285ac8")],
+        (0, 1),
+    ),
+    (
+        "discriminator's accuracy (0.5: fooled half the time) and augment probability",
+        [
+            ("d_acc_real", "on real", "#c83c28"),
+            ("d_acc_fake", "on generated", "#285ac8"),
+            ("augment_p", "augment p", "#3c963c"),
+            ("c_acc", "classifier, labelled", "#8c3cb4"),
+        ],
+        (0, 1),
+    ),
 ]
 FIGURE_INCHES, DPI = (9, 7.5), 100  # 900 x 750 pixels
 
@@ -40,7 +53,9 @@ def read_metrics(path):
     if not rows:
         raise UserError(f"{path} has no steps yet; train for a while first")
     if "step" not in rows[0]:
-        raise UserError(f"{path} has no step column, so it is not a dcgan metrics file; pass the --weights-dir of a training run")
+        raise UserError(
+            f"{path} has no step column, so it is not a dcgan metrics file; pass the --weights-dir of a training run"
+        )
     columns = {}
     for name in rows[0]:
         try:
@@ -73,7 +88,9 @@ def curves_figure(metrics):
 
     Losses that stay above 0 are on a log scale, where the early fall and the later drift both show.
     """
-    from matplotlib.figure import Figure  # a Figure of its own, drawn without pyplot: no window, no display, no global state
+    from matplotlib.figure import (
+        Figure,
+    )  # a Figure of its own, drawn without pyplot: no window, no display, no global state
 
     steps = metrics["step"]
     window = max(1, len(steps) // 50)
@@ -110,7 +127,10 @@ def animate_grids(samples_dir, output, frame_seconds=0.25, max_frames=120):
     """
     grids = grid_files(samples_dir)
     if not grids:
-        raise UserError(f"no sample grids ({GRID_PREFIX}_epoch*_step*.png) in {samples_dir}; pass the --samples-dir of a training run")
+        raise UserError(
+            f"no sample grids ({GRID_PREFIX}_epoch*_step*.png) in {samples_dir}; pass the --samples-dir of a training "
+            "run"
+        )
     if len(grids) > max_frames:
         grids = [grids[round(i)] for i in np.linspace(0, len(grids) - 1, max_frames)]
     font = _font(14)

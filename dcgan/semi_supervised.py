@@ -106,9 +106,13 @@ def choose_labelled(labels, count, seed, class_names):
     classes take one more), drawn from `seed`."""
     classes = len(class_names)
     if count < classes:
-        raise UserError(f"--labelled {count} is fewer than one image per class ({classes} classes); give at least {classes}")
+        raise UserError(
+            f"--labelled {count} is fewer than one image per class ({classes} classes); give at least {classes}"
+        )
     if count > len(labels):
-        raise UserError(f"--labelled {count} is more than the {len(labels)} training images; give at most {len(labels)}")
+        raise UserError(
+            f"--labelled {count} is more than the {len(labels)} training images; give at most {len(labels)}"
+        )
     rng = np.random.default_rng([seed, LABELLED_STREAM])
     chosen = []
     for label, name in enumerate(class_names):

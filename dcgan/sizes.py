@@ -6,7 +6,9 @@ MLP_SIZES = (8, 128)  # smallest and largest image side of the fully connected m
 
 def supported_sizes():
     """Image sizes the convolutional models support: base x 2^doublings, base 4..8, at least 2 doublings, up to 256."""
-    return sorted({base * 2**doublings for base in range(4, 9) for doublings in range(2, 7) if base * 2**doublings <= 256})
+    return sorted(
+        {base * 2**doublings for base in range(4, 9) for doublings in range(2, 7) if base * 2**doublings <= 256}
+    )
 
 
 def doublings(size):
@@ -19,7 +21,9 @@ def doublings(size):
         if size % 2**count == 0 and 4 <= size // 2**count <= 8:
             return count
     sizes = ", ".join(map(str, supported_sizes()))
-    raise UserError(f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)")
+    raise UserError(
+        f"image size {size} is not supported; use one of {sizes} (a base of 4 to 8 pixels doubled twice or more)"
+    )
 
 
 def check_image_size(architecture, size):

@@ -49,8 +49,10 @@ class Trainer:
     def __init__(self, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0):
         config.check()
         if bool(config.conditioning or config.semi_supervised) != bool(classes):
-            raise ValueError(f"{classes} classes for conditioning {config.conditioning}, semi-supervised "
-                             f"{config.semi_supervised}: a conditional or semi-supervised run needs its classes, no other")
+            raise ValueError(
+                f"{classes} classes for conditioning {config.conditioning}, semi-supervised "
+                f"{config.semi_supervised}: a conditional or semi-supervised run needs its classes, no other"
+            )
         self.config = config
         self.conditioning = conditioning_of(config.conditioning)
         self.semi_supervision = SEMI_SUPERVISIONS.get(config.semi_supervised)
@@ -121,7 +123,8 @@ class Trainer:
         return {"discriminator": self.d_optimizer, "generator": self.g_optimizer}
 
     def noise(self, count, stream, update=0):
-        """Uniform noise in [-1, 1], a pure function of (seed, stream, update): a step's noise never depends on what ran before."""
+        """Uniform noise in [-1, 1], a pure function of (seed, stream, update): a step's noise never depends on what
+        ran before."""
         return self._uniform((count, self.latent_dim), stream, -1.0, update=update)
 
     def augmentation_draws(self, count, step, update=0, parts=(0, 1, 2)):
@@ -192,7 +195,9 @@ class Trainer:
             if labelled is not None:
                 labelled_images, classes, draws = labelled
                 seen = self._augment(tf.cast(labelled_images, real.dtype), draws)
-                logits = self.semi_supervision.class_logits(self.discriminator, self.judging.features(self.discriminator, seen))
+                logits = self.semi_supervision.class_logits(
+                    self.discriminator, self.judging.features(self.discriminator, seen)
+                )
                 classifier_loss = supervised_loss(logits, classes)
                 objective += classifier_loss
             scaled = self.d_optimizer.scale_loss(objective / _replicas())
@@ -213,7 +218,9 @@ class Trainer:
         }
         if labelled is not None:
             values["c_loss"] = classifier_loss
-            values["c_acc"] = tf.reduce_mean(tf.cast(tf.argmax(logits, axis=1, output_type=tf.int32) == classes, tf.float32))
+            values["c_acc"] = tf.reduce_mean(
+                tf.cast(tf.argmax(logits, axis=1, output_type=tf.int32) == classes, tf.float32)
+            )
         return values, features[:batch_size]
 
     def _generator_step(self, noise, draws, real_features, labels=None):
@@ -235,7 +242,9 @@ class Trainer:
             else:
                 loss = objective = self.loss.generator(self.judging.head(self.discriminator, features, labels))
                 if self.config.feature_matching:
-                    objective += self.config.feature_matching * feature_distance(tf.stop_gradient(real_features), features)
+                    objective += self.config.feature_matching * feature_distance(
+                        tf.stop_gradient(real_features), features
+                    )
             scaled = self.g_optimizer.scale_loss(objective / _replicas())
         gradients = tape.gradient(scaled, self.generator_variables)
         self.g_optimizer.apply(gradients, self.generator_variables)
@@ -275,7 +284,11 @@ class Trainer:
         values["augment_p"] = self.augment_probability.read_value()
         if self.augment_target is not None:
             # As StyleGAN2-ADA's, but every step: from 0 to 1 in ADAPTATION_IMAGES real images at the fastest.
-            change = tf.sign(values["d_acc_real"] - self.augment_target) * tf.cast(batch_size, tf.float32) / ADAPTATION_IMAGES
+            change = (
+                tf.sign(values["d_acc_real"] - self.augment_target)
+                * tf.cast(batch_size, tf.float32)
+                / ADAPTATION_IMAGES
+            )
             self.augment_probability.assign(tf.clip_by_value(self.augment_probability + change, 0.0, 1.0))
         if self.average_generator is not None:
             # Warmed up as tf.train.ExponentialMovingAverage does, so early averages are not stuck at the start.
@@ -311,7 +324,10 @@ class Trainer:
         g_losses = [self._generator_step(mine["g_noise"][update], mine["g_draws"][update], real_features,
                                          None if labels is None else labels[update % self.config.d_steps])
                     for update in range(self.config.g_steps)]
-        return {**{name: _mean_of([values[name] for values in d_values]) for name in d_values[0]}, "g_loss": _mean_of(g_losses)}
+        return {
+            **{name: _mean_of([values[name] for values in d_values]) for name in d_values[0]},
+            "g_loss": _mean_of(g_losses),
+        }
 
 
 def build_model(role, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0, synchronized=False):
@@ -333,8 +349,11 @@ def _mean_of(tensors):
 
 def _has_batch_norm(model):
     """Whether `model`, or a model inside it (a conditional or semi-supervised discriminator's body), has batch norm."""
-    return any(isinstance(layer, keras.layers.BatchNormalization) or (isinstance(layer, keras.Model) and _has_batch_norm(layer))
-               for layer in model.layers)
+    return any(
+        isinstance(layer, keras.layers.BatchNormalization)
+        or (isinstance(layer, keras.Model) and _has_batch_norm(layer))
+        for layer in model.layers
+    )
 
 
 def _replicas():

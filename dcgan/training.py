@@ -136,7 +136,8 @@ def train(config, resume=False, callbacks=None):
     data = TrainingData(*load_training_data(config))
     if config.steps_per_epoch(len(data.images)) == 0:
         raise UserError(
-            f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} discriminator "
+            f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} "
+            "discriminator "
             f"updates), more than the dataset's {len(data.images)}; use a batch size of at most "
             f"{len(data.images) // config.d_steps}"
         )
@@ -216,12 +217,15 @@ def _train(config, resume, data, weights_dir, samples_dir, user_callbacks):
     elapsed = 0.0
     if chief:
         augment_p = f"{float(trainer.augment_probability.numpy()):g}"
-        elapsed = run_callbacks.restart_metrics(weights_dir / METRICS_FILE, step, {"augment_p": augment_p}, _columns(config))
+        elapsed = run_callbacks.restart_metrics(
+            weights_dir / METRICS_FILE, step, {"augment_p": augment_p}, _columns(config)
+        )
     agree = Agreement(trainer.strategy) if cluster else None
     if agree:  # the workers start from the same step, and count the chief's minutes
         elapsed = agree.on_start(step, elapsed, cluster)
-    plan = Plan(step, config.total_steps(batches.steps_per_epoch), math.inf if config.minutes is None else 60 * config.minutes,
-                run_callbacks.Clock(elapsed), record, chief)
+    time_limit = math.inf if config.minutes is None else 60 * config.minutes
+    total_steps = config.total_steps(batches.steps_per_epoch)
+    plan = Plan(step, total_steps, time_limit, run_callbacks.Clock(elapsed), record, chief)
     if plan.start >= plan.total_steps or elapsed >= plan.time_limit:
         print(f"Nothing to do: the run in {weights_dir} is at step {step} of {plan.total_steps} after "
               f"{elapsed / 60:.1f} minutes of training; raise --epochs, --steps or --minutes to train on")
@@ -238,9 +242,10 @@ def _train(config, resume, data, weights_dir, samples_dir, user_callbacks):
         except LOST_WORKER_ERRORS as error:
             if cluster is None:
                 raise
-            raise UserError(f"{lost_worker(cluster, error)} stopped answering after step {_checkpoints(callbacks).step}, "
-                            f"so this worker stopped too; {_last_good(callbacks)}. Start every worker again with --resume"
-                            ) from None
+            raise UserError(
+                f"{lost_worker(cluster, error)} stopped answering after step {_checkpoints(callbacks).step}, "
+                f"so this worker stopped too; {_last_good(callbacks)}. Start every worker again with --resume"
+            ) from None
         except OSError as error:
             if chief:
                 remove_leftovers(weights_dir)
@@ -270,8 +275,12 @@ def _opening(config, resume, data, plan, steps_per_epoch, cluster, weights_dir, 
     """The line a run starts with: what it trains on, for how long, and where it writes."""
     shape = "x".join(map(str, data.images.shape[1:]))
     limit = "" if config.minutes is None else f" or {config.minutes:g} minutes in all, whichever comes first"
-    where = (f"weights in {weights_dir}, samples in {samples_dir}" if plan.chief else
-             f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and samples")
+    where = (
+        f"weights in {weights_dir}, samples in {samples_dir}"
+        if plan.chief
+        else f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and "
+        "samples"
+    )
     return (f"{'Resuming at step ' + str(plan.start) + ' on' if resume else 'Training on'} {len(data.images)} images "
             f"({shape}) from {dataset_label(config.dataset)}: {plan.total_steps} steps of batch {config.batch_size} "
             f"({steps_per_epoch} per epoch){limit}; {where}")
@@ -326,7 +335,8 @@ def fit(trainer, batches, labelled_at, callbacks, plan, stop, agree=None):
             callbacks.on_epoch_begin(epoch)
             epoch_logs = []
         callbacks.on_train_batch_begin(step)
-        values = trainer.train_step(batches(step), tf.constant(step, tf.int64), batches.labels_at(step), labelled_at(step))
+        step_at = tf.constant(step, tf.int64)
+        values = trainer.train_step(batches(step), step_at, batches.labels_at(step), labelled_at(step))
         logs = {name: float(value) for name, value in values.items()}
         logs[run_callbacks.LOSS] = logs["d_loss"] + logs["g_loss"]
         plan.clock.tick()

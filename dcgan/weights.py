@@ -104,7 +104,9 @@ def save_checkpoint(folder, trainer, run_info, keep):
     snapshots.mkdir(exist_ok=True)
     # A float32 read as a Python float survives JSON exactly, so a resumed run augments as the original did.
     augment_probability = float(trainer.augment_probability.numpy())
-    run_text = json.dumps({**run_info, "augment_probability": augment_probability, "versions": versions()}, indent=2) + "\n"
+    run_text = (
+        json.dumps({**run_info, "augment_probability": augment_probability, "versions": versions()}, indent=2) + "\n"
+    )
     models = trainer.models()
     final = snapshots / snapshot_name(run_info["step"])
     if not final.exists():
@@ -120,7 +122,9 @@ def save_checkpoint(folder, trainer, run_info, keep):
         temporary.rename(final)
         fsync_folder(snapshots)
     for name, model in models.items():
-        write_atomically(folder / f"{name}.weights.h5", lambda path: shutil.copyfile(final / f"{name}.weights.h5", path))
+        write_atomically(
+            folder / f"{name}.weights.h5", lambda path: shutil.copyfile(final / f"{name}.weights.h5", path)
+        )
         write_atomically(folder / f"{name}.keras", model.save)
     write_atomically(folder / RUN_FILE, lambda path: path.write_text(run_text))
     # Older snapshots keep what looking back needs (the models that generate, evaluate and --nice read),
@@ -156,7 +160,8 @@ def remove_leftovers(folder):
 
 def _run_entries(folder):
     """What a run wrote in `folder`: the files and folder named above, and nothing else a user keeps there."""
-    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *(f"{role}.{kind}" for role in MODEL_ROLES for kind in ("weights.h5", "keras"))}
+    models = (f"{role}.{kind}" for role in MODEL_ROLES for kind in ("weights.h5", "keras"))
+    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *models}
     return [path for path in Path(folder).iterdir() if path.name in names]
 
 
@@ -192,7 +197,8 @@ def settle_previous_run(folder):
         drop_previous_run(folder)
         return f"Removed the run that an interrupted --overwrite replaced in {folder}: its new run had a checkpoint"
     restore_previous_run(folder)
-    return f"Restored the run in {folder} that an interrupted --overwrite was replacing: the new run never saved a checkpoint"
+    return (f"Restored the run in {folder} that an interrupted --overwrite was replacing: the new run never saved a "
+            "checkpoint")
 
 
 def load_checkpoint(folder, trainer, check=lambda run_info: None):
@@ -208,9 +214,11 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
     run_info = read_run_info(snapshot)
     check(run_info)
     if not (snapshot / OPTIMIZERS_FILE).exists():
-        raise UserError(f"{snapshot} holds no {OPTIMIZERS_FILE}: only a run's newest snapshot keeps the optimizers' state "
-                        "that resuming needs, and this one's is gone; the models there still generate, but to train "
-                        "on, start a new run")
+        raise UserError(
+            f"{snapshot} holds no {OPTIMIZERS_FILE}: only a run's newest snapshot keeps the optimizers' state "
+            "that resuming needs, and this one's is gone; the models there still generate, but to train "
+            "on, start a new run"
+        )
     for name, model in trainer.models().items():
         _load_weights(model, snapshot / f"{name}.weights.h5")
     _load_optimizers(trainer, snapshot / OPTIMIZERS_FILE)
@@ -230,7 +238,9 @@ def _load_optimizers(trainer, path):
         for i, variable in enumerate(optimizer.variables):
             array = arrays.get(f"{role}_{i}")
             if array is None or array.shape != tuple(variable.shape) or not np.all(np.isfinite(array)):
-                raise UserError(f"{path} does not hold this run's optimizer state ({role}_{i}); {_damaged_advice(path.parent)}")
+                raise UserError(
+                    f"{path} does not hold this run's optimizer state ({role}_{i}); {_damaged_advice(path.parent)}"
+                )
     for role, optimizer in trainer.optimizers().items():
         for i, variable in enumerate(optimizer.variables):
             variable.assign(arrays[f"{role}_{i}"])
@@ -240,12 +250,18 @@ def read_run_info(folder):
     """The contents of `run.json` in the weights folder (or snapshot folder) `folder`, see `complete_folder`."""
     folder = complete_folder(folder)
     if not folder.is_dir():
-        raise UserError(f"weights folder {folder} does not exist; train first (dcgan train --weights-dir {folder}) or pass --weights-dir")
+        raise UserError(
+            f"weights folder {folder} does not exist; train first (dcgan train --weights-dir {folder}) or pass "
+            "--weights-dir"
+        )
     path = folder / RUN_FILE
     try:
         run_info = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{folder} holds no {RUN_FILE}, so it is not a dcgan weights folder; pass the --weights-dir of a dcgan train run") from None
+        raise UserError(
+            f"{folder} holds no {RUN_FILE}, so it is not a dcgan weights folder; pass the --weights-dir of a dcgan "
+            "train run"
+        ) from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {path} ({error}); {_damaged_advice(folder)}") from None
     problem = run_info_problem(run_info)
@@ -262,7 +278,9 @@ def run_info_problem(run_info):
     if not isinstance(run_info, dict) or not isinstance(run_info.get("config"), dict):
         return "it holds no settings (config)"
     shape = run_info.get("image_shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(whole(side, 1) for side in shape) and shape[2] in (1, 3)):
+    if not (
+        isinstance(shape, list) and len(shape) == 3 and all(whole(side, 1) for side in shape) and shape[2] in (1, 3)
+    ):
         return f"image_shape is {shape!r}, not [height, width, 1 or 3]"
     for name in ("dataset_size", "steps_per_epoch"):
         if name in run_info and not whole(run_info[name], 1):
@@ -275,7 +293,9 @@ def run_info_problem(run_info):
     names = run_info.get(key)
     config = run_info["config"]
     if names is not None or config.get("conditioning") is not None or config.get("semi_supervised") is not None:
-        if not (isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)):
+        if not (
+            isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)
+        ):
             return f"{key} is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
     probability = run_info.get("augment_probability", 0.0)
     if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
@@ -286,7 +306,8 @@ def run_info_problem(run_info):
 def _damaged_advice(folder):
     """What to do about a damaged file in the weights folder or snapshot folder `folder`."""
     if Path(folder).parent.name == SNAPSHOTS:
-        return f"move {folder} out of {Path(folder).parent}; the snapshot before it keeps the models, for generate and evaluate"
+        return (f"move {folder} out of {Path(folder).parent}; the snapshot before it keeps the models, for generate "
+                "and evaluate")
     return f"copy {RUN_FILE} from the newest snapshot in {Path(folder) / SNAPSHOTS} over it, or train a new run"
 
 
@@ -359,7 +380,8 @@ def load_generator(weights_dir="weights"):
 
 def load_discriminator(weights_dir="weights"):
     """The trained discriminator from a weights folder: images -> score, higher for more real-looking images
-    (a probability for the bce loss, an unbounded critic score for the others); a conditional run's takes [images, labels]."""
+    (a probability for the bce loss, an unbounded critic score for the others); a conditional run's takes
+    [images, labels]."""
     return RunFolder.of(weights_dir).model("discriminator")
 
 

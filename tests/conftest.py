@@ -1,3 +1,5 @@
+"""The suite's shared fixtures. Its helpers are fixtures too, each returning the function it names (pytest's
+"factory as fixture"): a test names them as arguments and never imports them."""
 import csv
 import fcntl
 import os
@@ -15,23 +17,32 @@ from dcgan import TrainConfig, Trainer  # noqa: E402
 
 # The fully connected models, a third of the classic's time to build and train: tests of how a run is
 # trained, saved and resumed; the tests of the models themselves name theirs (test_family has every one).
-TINY = dict(dataset="mnist-sample", architecture="mlp", batch_size=8, steps=6, sample_every=4, save_every=4, sample_count=10)
-
-
-def classic_trainer(**settings):
-    """A Trainer of the classic preset's settings, `settings` over them."""
-    return Trainer(TrainConfig.from_preset("classic", **settings))
-
-
-def tiny_config(folder, **changes):
-    """A run small enough for a test: a few steps on a few images, writing under `folder`; `preset` may be changed too."""
-    folder = Path(folder)
-    options = {**TINY, "weights_dir": str(folder / "weights"), "samples_dir": str(folder / "samples"), **changes}
-    return TrainConfig.from_preset(**options)
+TINY = dict(
+    dataset="mnist-sample", architecture="mlp", batch_size=8, steps=6, sample_every=4, save_every=4, sample_count=10
+)
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def classic_trainer():
+    """classic_trainer(**settings): a Trainer of the classic preset's settings, `settings` over them."""
+    return lambda **settings: Trainer(TrainConfig.from_preset("classic", **settings))
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """tiny_config(folder, **changes): a run small enough for a test, a few steps on a few images, writing under
+    `folder`; `preset` may be changed too."""
+
+    def make(folder, **changes):
+        folder = Path(folder)
+        options = {**TINY, "weights_dir": str(folder / "weights"), "samples_dir": str(folder / "samples"), **changes}
+        return TrainConfig.from_preset(**options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_config, tmp_path_factory):
     """One tiny training run shared by the tests that only read its outputs."""
     folder = tmp_path_factory.mktemp("trained")
     config = tiny_config(folder, logdir=str(folder / "logs"))
@@ -39,10 +50,15 @@ def trained(tmp_path_factory):
     return config, trainer
 
 
-def run_dcgan(*args, cwd):
-    """The installed `dcgan` command in a child process."""
-    command = Path(sys.executable).parent / "dcgan"
-    return subprocess.run([str(command), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="session")
+def run_dcgan():
+    """run_dcgan(*args, cwd): the installed `dcgan` command in a child process."""
+
+    def run(*args, cwd):
+        command = Path(sys.executable).parent / "dcgan"
+        return subprocess.run([str(command), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -64,20 +80,36 @@ def classifier_cache(tmp_path_factory):
     return folder
 
 
-def metrics_rows(weights_dir):
-    """The rows of a run's metrics.csv, as dicts."""
-    with open(Path(weights_dir) / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
+@pytest.fixture(scope="session")
+def metrics_rows():
+    """metrics_rows(weights_dir): the rows of a run's metrics.csv, as dicts."""
+
+    def rows(weights_dir):
+        with open(Path(weights_dir) / "metrics.csv", newline="") as file:
+            return list(csv.DictReader(file))
+
+    return rows
 
 
-def logged_steps(weights_dir):
-    """How many steps a run, perhaps still training, has written to metrics.csv so far."""
-    path = Path(weights_dir) / "metrics.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+@pytest.fixture(scope="session")
+def logged_steps():
+    """logged_steps(weights_dir): how many steps a run, perhaps still training, has written to metrics.csv so far."""
+
+    def steps(weights_dir):
+        path = Path(weights_dir) / "metrics.csv"
+        return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+    return steps
 
 
-def wait_for(condition, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+@pytest.fixture(scope="session")
+def wait_for():
+    """wait_for(condition, timeout=120): wait until `condition()` holds; the test fails after `timeout` seconds."""
+
+    def wait(condition, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.05)
+
+    return wait

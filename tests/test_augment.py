@@ -8,7 +8,6 @@ from dcgan.datasets import load_dataset
 from dcgan.presets import augmentations
 from dcgan.trainer import ADAPTATION_IMAGES
 
-from conftest import classic_trainer
 
 IMAGES = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 2)).astype(np.float32)
 MOST = 4  # an eighth of 28, rounded
@@ -24,7 +23,9 @@ def test_translation_shifts_each_image_by_its_own_amount_and_mirrors_the_edges()
     shifted = translate(tf.constant(IMAGES), draws_for_shifts(shifts)).numpy()
     padded = np.pad(IMAGES, [(0, 0), (MOST, MOST), (MOST, MOST), (0, 0)], mode="reflect")
     for image, original, (rows, columns) in zip(shifted, padded, shifts):
-        np.testing.assert_array_equal(image, original[MOST - rows : MOST - rows + 28, MOST - columns : MOST - columns + 28])
+        np.testing.assert_array_equal(
+            image, original[MOST - rows : MOST - rows + 28, MOST - columns : MOST - columns + 28]
+        )
     np.testing.assert_array_equal(shifted[2], IMAGES[2])
     assert np.array_equal(shifted[0, 2:, :27], IMAGES[0, :26, 1:]), "2 rows down, 1 column left"
 
@@ -68,12 +69,16 @@ def test_only_the_chosen_images_are_augmented():
 def test_augmentation_names_are_checked():
     assert augmentations("translation, cutout") == ("translation", "cutout")
     assert augmentations("none") == ()
-    for bad, message in (("flip", "unknown augmentation flip"), ("", "unknown augmentation ''"), ("none,cutout", "none")):
+    for bad, message in (
+        ("flip", "unknown augmentation flip"),
+        ("", "unknown augmentation ''"),
+        ("none,cutout", "none"),
+    ):
         with pytest.raises(UserError, match=message):
             augmentations(bad)
 
 
-def test_augmentation_changes_training_and_the_same_seed_repeats_it():
+def test_augmentation_changes_training_and_the_same_seed_repeats_it(classic_trainer):
     real = load_dataset("mnist-sample")[:8]
 
     def generator_after_two_steps(augment):
@@ -82,13 +87,15 @@ def test_augmentation_changes_training_and_the_same_seed_repeats_it():
             trainer.train_step(real, tf.constant(step, tf.int64))
         return trainer.generator.get_weights()
 
-    plain, augmented, again = (generator_after_two_steps(a) for a in ("none", "translation,cutout", "translation,cutout"))
+    plain, augmented, again = (
+        generator_after_two_steps(a) for a in ("none", "translation,cutout", "translation,cutout")
+    )
     assert max(np.abs(a - b).max() for a, b in zip(plain, augmented)) > 1e-5
     for a, b in zip(augmented, again):
         np.testing.assert_array_equal(a, b)
 
 
-def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator():
+def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator(classic_trainer):
     real = load_dataset("mnist-sample")[:8]
 
     def trainer(augment, augment_target=None, probability=None):
@@ -105,7 +112,10 @@ def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator():
     # It starts at probability 0, where the discriminator sees every image as it is; at 1 it augments them all.
     adaptive = trainer("translation,cutout", 0.8)
     assert float(adaptive.augment_probability) == 0
-    for start, equivalent in ((adaptive, trainer("none")), (trainer("translation,cutout", 0.8, 1.0), trainer("translation,cutout"))):
+    for start, equivalent in (
+        (adaptive, trainer("none")),
+        (trainer("translation,cutout", 0.8, 1.0), trainer("translation,cutout")),
+    ):
         for a, b in zip(weights_after_one_step(start), weights_after_one_step(equivalent), strict=True):
             np.testing.assert_array_equal(a, b)
 
@@ -115,7 +125,9 @@ def test_adaptive_augmentation_starts_at_none_and_follows_the_discriminator():
     expected, moves = 0.5, set()
     for step in range(6):
         values = adaptive.train_step(real, tf.constant(step, tf.int64))
-        assert float(values["augment_p"]) == pytest.approx(expected, abs=1e-6), "the step reports the probability it used"
+        assert float(values["augment_p"]) == pytest.approx(expected, abs=1e-6), (
+            "the step reports the probability it used"
+        )
         move = np.sign(float(values["d_acc_real"]) - 0.5)
         expected += move * len(real) / ADAPTATION_IMAGES
         moves.add(move)

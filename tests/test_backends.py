@@ -12,9 +12,9 @@ import pytest
 import dcgan
 from dcgan.presets import ARCHITECTURE_NAMES
 
-from conftest import tiny_config
 
-# A child process per backend, since Keras reads KERAS_BACKEND once: loads each generator given and draws from the noise.
+# A child process per backend, since Keras reads KERAS_BACKEND once: loads each generator given and draws from the
+# noise.
 DRAW = """
 import sys
 import keras
@@ -32,7 +32,7 @@ def backend(name):
 
 
 @pytest.fixture(scope="module")
-def generators(tmp_path_factory):
+def generators(tiny_config, tmp_path_factory):
     """{architecture: a trained run's generator.keras}, one tiny run of each."""
     folder = tmp_path_factory.mktemp("backends")
     paths = {}
@@ -51,8 +51,13 @@ def test_generators_draw_tensorflows_images(generators, tmp_path, name):
     copies = {architecture: tmp_path / f"{architecture}.keras" for architecture in generators}
     for architecture, copy in copies.items():
         copy.write_bytes(generators[architecture].read_bytes())
-    drawn = subprocess.run([sys.executable, "-c", DRAW, noise_path, *copies.values()], env={**os.environ, "KERAS_BACKEND": name},
-                           capture_output=True, text=True, timeout=600)
+    drawn = subprocess.run(
+        [sys.executable, "-c", DRAW, noise_path, *copies.values()],
+        env={**os.environ, "KERAS_BACKEND": name},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     for architecture, copy in copies.items():
         expected = dcgan.load_generator(generators[architecture].parent).predict(noise, verbose=0)

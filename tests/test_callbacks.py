@@ -1,4 +1,5 @@
-"""The open loop: Keras callbacks on dcgan's training loop, heard in Keras's order, able to stop a run as Ctrl-C does."""
+"""The open loop: Keras callbacks on dcgan's training loop, heard in Keras's order, able to stop a run as Ctrl-C
+does."""
 import csv
 import re
 import subprocess
@@ -15,8 +16,6 @@ from dcgan.callbacks import Callback
 from dcgan.datasets import MNIST_SAMPLE
 from dcgan.monitor import STEP_VALUES
 from dcgan.weights import read_run_info, snapshot_steps
-
-from conftest import metrics_rows, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +61,15 @@ class Recorder(Callback):
         self.heard.append(("train_end",))
 
 
-def test_callbacks_hear_every_moment_in_keras_order_with_the_steps_values(tmp_path, twenty_digits):
+def test_callbacks_hear_every_moment_in_keras_order_with_the_steps_values(
+    tiny_config, metrics_rows, tmp_path, twenty_digits
+):
     recorder = Recorder()
     config = tiny_config(tmp_path, dataset=twenty_digits, batch_size=4, steps=7, sample_every=3, save_every=3)
     trainer = dcgan.train(config, callbacks=[recorder])
-    steps = lambda first, last: [event for step in range(first, last) for event in (("batch_begin", step), ("batch_end", step))]
+    steps = lambda first, last: [
+        event for step in range(first, last) for event in (("batch_begin", step), ("batch_end", step))
+    ]
     grid = (10, 28, 28, 1)
     assert recorder.heard == [
         ("train_begin",), ("epoch_begin", 0), *steps(0, 3), ("checkpoint", 3, "step0000003", True), ("grid", 3, grid),
@@ -84,13 +87,19 @@ def test_callbacks_hear_every_moment_in_keras_order_with_the_steps_values(tmp_pa
         for name in STEP_VALUES:
             assert f"{logs[name]:.6g}" == row[name]
         assert logs["loss"] == logs["d_loss"] + logs["g_loss"]
-    assert recorder.epoch_logs[0]["g_loss"] == pytest.approx(np.mean([logs["g_loss"] for logs in recorder.batch_logs[:5]]))
-    assert recorder.epoch_logs[1]["d_loss"] == pytest.approx(np.mean([logs["d_loss"] for logs in recorder.batch_logs[5:]]))
+    assert recorder.epoch_logs[0]["g_loss"] == pytest.approx(
+        np.mean([logs["g_loss"] for logs in recorder.batch_logs[:5]])
+    )
+    assert recorder.epoch_logs[1]["d_loss"] == pytest.approx(
+        np.mean([logs["d_loss"] for logs in recorder.batch_logs[5:]])
+    )
     # The model a callback holds is the generator users load; the trainer reaches the rest.
     assert recorder.model is trainer.sampling_generator() and recorder.trainer is trainer
 
 
-def test_a_callback_that_stops_the_run_ends_it_as_ctrl_c_does_and_resume_is_bit_for_bit(tmp_path):
+def test_a_callback_that_stops_the_run_ends_it_as_ctrl_c_does_and_resume_is_bit_for_bit(
+    tiny_config, metrics_rows, tmp_path
+):
     class StopAfterFourSteps(keras.callbacks.Callback):
         def on_train_batch_end(self, step, logs=None):
             if step + 1 == 4:
@@ -103,14 +112,18 @@ def test_a_callback_that_stops_the_run_ends_it_as_ctrl_c_does_and_resume_is_bit_
     weights, samples = Path(stopped.weights_dir), Path(stopped.samples_dir)
     assert snapshot_steps(weights) == [4] and read_run_info(weights)["step"] == 4
     assert [row["step"] for row in metrics_rows(weights)] == ["1", "2", "3", "4"]
-    assert sorted(path.name for path in samples.iterdir()) == ["curves.png", "fakes.gif", "fakes_epoch0001_step0000004.png"]
+    assert sorted(path.name for path in samples.iterdir()) == [
+        "curves.png",
+        "fakes.gif",
+        "fakes_epoch0001_step0000004.png",
+    ]
     resumed = dcgan.train(stopped, resume=True)
     for a, b in zip(straight.generator.get_weights() + straight.discriminator.get_weights(),
                     resumed.generator.get_weights() + resumed.discriminator.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_kerass_own_callbacks_work_unchanged(tmp_path, twenty_digits):
+def test_kerass_own_callbacks_work_unchanged(tiny_config, metrics_rows, tmp_path, twenty_digits):
     # LambdaCallback hears each step; EarlyStopping, on a logged value at each epoch's end, stops the run.
     d_losses = []
     seen = keras.callbacks.LambdaCallback(on_train_batch_end=lambda step, logs: d_losses.append(logs["d_loss"]))
@@ -128,7 +141,7 @@ def test_kerass_own_callbacks_work_unchanged(tmp_path, twenty_digits):
     assert float(epochs[1]["d_loss"]) == pytest.approx(np.mean(d_losses[5:10]), rel=1e-6)
 
 
-def test_terminate_on_nan_hears_a_non_finite_loss_and_the_step_is_not_saved(tmp_path, capsys):
+def test_terminate_on_nan_hears_a_non_finite_loss_and_the_step_is_not_saved(tiny_config, tmp_path, capsys):
     # An absurd learning rate overflows float32 on the second step (as in test_resume).
     config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38, preset="classic", architecture="classic")
     terminate = keras.callbacks.TerminateOnNaN()
@@ -139,13 +152,23 @@ def test_terminate_on_nan_hears_a_non_finite_loss_and_the_step_is_not_saved(tmp_
     assert snapshot_steps(config.weights_dir) == [1]
 
 
-@pytest.mark.parametrize("callbacks, message", [
-    (keras.callbacks.TerminateOnNaN(), "callbacks takes a list of keras.callbacks.Callback objects, not TerminateOnNaN"),
-    ([keras.callbacks.TerminateOnNaN(), print], "callback 1 is builtin_function_or_method <built-in function print>, "
-                                                "not a keras.callbacks.Callback"),
-    ("CSVLogger", "callbacks takes a list of keras.callbacks.Callback objects, not str 'CSVLogger'"),
-])
-def test_what_is_not_a_list_of_callbacks_is_refused_before_anything_is_written(tmp_path, callbacks, message):
+@pytest.mark.parametrize(
+    "callbacks, message",
+    [
+        (
+            keras.callbacks.TerminateOnNaN(),
+            "callbacks takes a list of keras.callbacks.Callback objects, not TerminateOnNaN",
+        ),
+        (
+            [keras.callbacks.TerminateOnNaN(), print],
+            "callback 1 is builtin_function_or_method <built-in function print>, not a keras.callbacks.Callback",
+        ),
+        ("CSVLogger", "callbacks takes a list of keras.callbacks.Callback objects, not str 'CSVLogger'"),
+    ],
+)
+def test_what_is_not_a_list_of_callbacks_is_refused_before_anything_is_written(
+    tiny_config, tmp_path, callbacks, message
+):
     with pytest.raises(UserError, match=re.escape(message)):
         dcgan.train(tiny_config(tmp_path), callbacks=callbacks)
     assert not (tmp_path / "weights").exists()
@@ -165,7 +188,7 @@ class Raises(keras.callbacks.Callback):
             raise ValueError("my rule broke\nsecond line")
 
 
-def test_a_callback_that_raises_gets_one_line_and_leaves_a_resumable_run(tmp_path):
+def test_a_callback_that_raises_gets_one_line_and_leaves_a_resumable_run(tiny_config, metrics_rows, tmp_path):
     config = tiny_config(tmp_path, steps=6, save_every=100, sample_every=100)
     expected = ("callback 1 (Raises) failed in on_train_batch_end: ValueError: my rule broke; the run stopped after "
                 f"step 3, and the last good checkpoint (step 3) is in {config.weights_dir}: fix the callback")
@@ -178,7 +201,7 @@ def test_a_callback_that_raises_gets_one_line_and_leaves_a_resumable_run(tmp_pat
     assert snapshot_steps(config.weights_dir)[-1] == 6
 
 
-def test_a_callback_that_fails_to_begin_trains_nothing_and_the_command_line_says_one_line(tmp_path):
+def test_a_callback_that_fails_to_begin_trains_nothing_and_the_command_line_says_one_line(tiny_config, tmp_path):
     config = tiny_config(tmp_path)
     with pytest.raises(UserError, match=r"^callback 0 \(Raises\) failed in on_train_begin: RuntimeError: no tracker "
                                         r"server, before the first step; nothing was trained$"):
@@ -190,11 +213,16 @@ def test_the_readmes_callback_example_runs_as_written(tmp_path):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "callbacks=[" in block)
     (tmp_path / "STOP").touch()  # the user's rule: here at once, so that the 30-minute run stops after one step
-    finished = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finished = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr
     assert "STOP found after step 1, d_loss " in finished.stdout
     assert "Stopped by a callback at step 1" in finished.stdout
-    assert snapshot_steps(tmp_path / "weights") == [1] and (tmp_path / "samples" / "fakes_epoch0001_step0000001.png").exists()
+    assert (
+        snapshot_steps(tmp_path / "weights") == [1]
+        and (tmp_path / "samples" / "fakes_epoch0001_step0000001.png").exists()
+    )
     with open(tmp_path / "epochs.csv", newline="") as file:
         epochs = list(csv.DictReader(file))
     assert len(epochs) == 1 and epochs[0]["epoch"] == "0" and float(epochs[0]["d_loss"]) > 0

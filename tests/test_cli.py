@@ -14,8 +14,6 @@ from cli import main
 from dcgan import TrainConfig, UserError, load_generator
 from dcgan.presets import PRESETS, preset_defaults
 
-from conftest import run_dcgan
-
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
@@ -42,7 +40,10 @@ def assert_one_line_error(result, message):
         (["--optimizer", "adagrad"], "'adagrad' is not one of 'adam', 'sgd', 'rmsprop'"),
         (["--minutes", "0"], "not in the range x>0"),
         (["--ema", "1"], "not in the range 0<=x<1"),
-        (["--augment", "translation,flip"], "unknown augmentation flip; give a comma-separated list of translation and cutout, or none"),
+        (
+            ["--augment", "translation,flip"],
+            "unknown augmentation flip; give a comma-separated list of translation and cutout, or none",
+        ),
         (["--augment-target", "1"], "1.0 is not in the range 0<x<1"),
         (["--augment-target", "often"], "'often' is neither a number nor none"),
         (["--generator-lr", "0"], "0.0 is not in the range x>0"),
@@ -58,8 +59,14 @@ def assert_one_line_error(result, message):
         (["--loss", "softplus"], "'softplus' is not one of 'bce', 'wgan', 'wgan-gp', 'hinge', 'lsgan'"),
         (["--architecture", "resnet"], "'resnet' is not one of 'classic', 'dcgan', 'mlp'"),
         (["--clip", "0.01"], "--clip applies only to --loss wgan; leave it out with --loss hinge"),
-        (["--preset", "wgan", "--gp-weight", "10"], "--gp-weight applies only to --loss wgan-gp; leave it out with --loss wgan"),
-        (["--architecture", "dcgan", "--image-size", "30"], "image size 30 is not supported; use one of 16, 20, 24, 28, 32"),
+        (
+            ["--preset", "wgan", "--gp-weight", "10"],
+            "--gp-weight applies only to --loss wgan-gp; leave it out with --loss wgan",
+        ),
+        (
+            ["--architecture", "dcgan", "--image-size", "30"],
+            "image size 30 is not supported; use one of 16, 20, 24, 28, 32",
+        ),
         (["--architecture", "mlp", "--image-size", "256"], "use a size from 8 to 128"),
         (["--lr", "nan"], "--lr nan is not a number"),
         (["--beta1", "1"], "1.0 is not in the range 0<=x<1"),
@@ -73,7 +80,10 @@ def test_train_rejects_bad_options_in_one_line(args, message, tmp_path):
 def test_train_rejects_wrong_shapes_and_unreadable_files(tmp_path):
     np.savez(tmp_path / "oblong.npz", x_train=np.zeros((5, 32, 30, 3), np.uint8))
     (tmp_path / "broken-idx3-ubyte.gz").write_bytes(b"this is not gzip")
-    for dataset, message in ((tmp_path / "oblong.npz", "shape (5, 32, 30, 3)"), (tmp_path / "broken-idx3-ubyte.gz", "cannot read")):
+    for dataset, message in (
+        (tmp_path / "oblong.npz", "shape (5, 32, 30, 3)"),
+        (tmp_path / "broken-idx3-ubyte.gz", "cannot read"),
+    ):
         assert_one_line_error(invoke("train", "--dataset", dataset, "--weights-dir", tmp_path / "w"), message)
 
 
@@ -95,28 +105,61 @@ def dry_run(*args):
 
 def test_dry_run_prints_the_settings_as_used_and_the_steps(tmp_path):
     config = dry_run("--batch-size", "32", "--weights-dir", tmp_path / "w", "--epochs", "3")
-    assert config["batch_size"] == 32 and config["dataset"] == "mnist-sample" and config["weights_dir"] == str(tmp_path / "w")
-    assert config["plan"] == {"images": 5000, "image_shape": [28, 28, 1], "steps_per_epoch": 156, "from_step": 0, "to_step": 468}
+    assert (
+        config["batch_size"] == 32
+        and config["dataset"] == "mnist-sample"
+        and config["weights_dir"] == str(tmp_path / "w")
+    )
+    assert config["plan"] == {
+        "images": 5000,
+        "image_shape": [28, 28, 1],
+        "steps_per_epoch": 156,
+        "from_step": 0,
+        "to_step": 468,
+    }
     assert (config["image_size"], config["channels"], config["generator_lr"]) == (28, 1, 0.0005)
     assert dry_run("--steps", "100")["plan"]["to_step"] == 100
-    assert dry_run("--preset", "wgan-gp")["gp_weight"] == 10 and dry_run("--preset", "wgan-gp", "--d-steps", "2")["plan"]["steps_per_epoch"] == 39
+    assert (
+        dry_run("--preset", "wgan-gp")["gp_weight"] == 10
+        and dry_run("--preset", "wgan-gp", "--d-steps", "2")["plan"]["steps_per_epoch"] == 39
+    )
     assert not (tmp_path / "w").exists()
 
 
 def test_a_preset_sets_the_training_settings_and_options_override_it():
-    settings = ("activation", "optimizer", "lr", "generator_lr", "halve_generator_lr_at", "ema", "batch_size", "augment",
-                "augment_target", "fake_batch_norm", "feature_matching")
+    settings = (
+        "activation",
+        "optimizer",
+        "lr",
+        "generator_lr",
+        "halve_generator_lr_at",
+        "ema",
+        "batch_size",
+        "augment",
+        "augment_target",
+        "fake_batch_norm",
+        "feature_matching",
+    )
     for preset in ("fast", "classic"):
         used = TrainConfig.from_preset(preset).resolved((28, 28, 1))
         assert [dry_run("--preset", preset)[name] for name in settings] == [used[name] for name in settings]
-    assert dry_run()["preset"] == "fast" and dry_run()["optimizer"] == "adam" and dry_run("--preset", "classic")["ema"] == 0
+    assert (
+        dry_run()["preset"] == "fast"
+        and dry_run()["optimizer"] == "adam"
+        and dry_run("--preset", "classic")["ema"] == 0
+    )
     overridden = dry_run("--preset", "classic", "--optimizer", "adam", "--ema", "0.99", "--batch-size", "32")
     assert [overridden[name] for name in ("preset", *settings)] == [
         "classic", "tanh", "adam", 0.0005, 0.0005, None, 0.99, 32, "none", None, "moving", 0.0]
     assert dry_run("--lr", "0.001")["lr"] == 0.001 and dry_run("--minutes", "2.5")["minutes"] == 2.5
     assert dry_run()["generator_lr"] == 0.0005 and dry_run("--generator-lr", "0.001")["generator_lr"] == 0.001
-    assert dry_run("--generator-lr", "none")["generator_lr"] == dry_run()["lr"] == 0.0002, "none: the discriminator's rate"
-    assert dry_run()["halve_generator_lr_at"] == 4000 and dry_run("--halve-generator-lr-at", "none")["halve_generator_lr_at"] is None
+    assert dry_run("--generator-lr", "none")["generator_lr"] == dry_run()["lr"] == 0.0002, (
+        "none: the discriminator's rate"
+    )
+    assert (
+        dry_run()["halve_generator_lr_at"] == 4000
+        and dry_run("--halve-generator-lr-at", "none")["halve_generator_lr_at"] is None
+    )
     assert dry_run("--preset", "classic", "--halve-generator-lr-at", "100")["halve_generator_lr_at"] == 100
     # "none" turns off a setting the preset has, rather than falling back to the preset's value.
     assert dry_run()["augment_target"] == 0.7 and dry_run("--augment-target", "none")["augment_target"] is None
@@ -125,53 +168,134 @@ def test_a_preset_sets_the_training_settings_and_options_override_it():
     assert dry_run()["feature_matching"] == 1.0 and dry_run("--feature-matching", "0")["feature_matching"] == 0.0
     for preset in ("dcgan-paper", "wgan", "wgan-gp", "lsgan"):
         used = TrainConfig.from_preset(preset).resolved((28, 28, 1))
-        assert {name: dry_run("--preset", preset)[name] for name in PRESETS[preset]} == {name: used[name] for name in PRESETS[preset]}
+        assert {name: dry_run("--preset", preset)[name] for name in PRESETS[preset]} == {
+            name: used[name] for name in PRESETS[preset]
+        }
     wgan = dry_run("--preset", "wgan", "--clip", "0.05", "--d-steps", "3", "--architecture", "mlp")
-    assert (wgan["loss"], wgan["clip"], wgan["d_steps"], wgan["architecture"], wgan["optimizer"]) == ("wgan", 0.05, 3, "mlp", "rmsprop")
+    assert (wgan["loss"], wgan["clip"], wgan["d_steps"], wgan["architecture"], wgan["optimizer"]) == (
+        "wgan",
+        0.05,
+        3,
+        "mlp",
+        "rmsprop",
+    )
 
 
 def test_the_defaults_play_hinge_and_a_semi_supervised_run_bce_unless_told():
-    assert [dry_run(*preset)["loss"] for preset in ([], ["--preset", "classic"], ["--preset", "wgan"])] == ["hinge", "bce", "wgan"]
-    assert dry_run("--semi-supervised")["loss"] == "bce" and TrainConfig.from_preset(semi_supervised="derived").loss == "bce"
+    assert [dry_run(*preset)["loss"] for preset in ([], ["--preset", "classic"], ["--preset", "wgan"])] == [
+        "hinge",
+        "bce",
+        "wgan",
+    ]
+    assert (
+        dry_run("--semi-supervised")["loss"] == "bce"
+        and TrainConfig.from_preset(semi_supervised="derived").loss == "bce"
+    )
     result = invoke("train", "--dry-run", "--dataset", "mnist-sample", "--semi-supervised", "--loss", "lsgan")
     assert_one_line_error(result, "--semi-supervised plays the bce game")
-    with pytest.raises(UserError, match="leave out --loss hinge \\(in Python: TrainConfig.from_preset, or loss='bce'\\)"):
+    with pytest.raises(
+        UserError, match="leave out --loss hinge \\(in Python: TrainConfig.from_preset, or loss='bce'\\)"
+    ):
         TrainConfig(dataset="mnist-sample", semi_supervised="derived").check()
 
 
 def test_help_explains_every_option():
-    for command, options in (("train", ["--dataset", "--conditional", "--conditioning", "--preset", "--architecture", "--loss", "--clip", "--gp-weight",
-                                        "--d-steps", "--g-steps", "--beta1", "--beta2", "--optimizer", "--lr", "--generator-lr", "--halve-generator-lr-at",
-                                        "--activation", "--ema", "--batch-size", "--augment", "--augment-target", "--fake-batch-norm", "--feature-matching",
-                                        "--epochs", "--steps", "--minutes", "--seed",
-                                        "--weights-dir", "--samples-dir", "--sample-every", "--save-every"]),
-                             ("generate", ["--weights-dir", "--class", "--batch-size", "--nice", "--nice-factor", "--output", "--seed",
-                                           "--interpolate", "--walks", "--points", "--spherical", "--gif"]),
-                             ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
-                             ("plot", ["--weights-dir", "--samples-dir"])):
+    for command, options in (
+        (
+            "train",
+            [
+                "--dataset",
+                "--conditional",
+                "--conditioning",
+                "--preset",
+                "--architecture",
+                "--loss",
+                "--clip",
+                "--gp-weight",
+                "--d-steps",
+                "--g-steps",
+                "--beta1",
+                "--beta2",
+                "--optimizer",
+                "--lr",
+                "--generator-lr",
+                "--halve-generator-lr-at",
+                "--activation",
+                "--ema",
+                "--batch-size",
+                "--augment",
+                "--augment-target",
+                "--fake-batch-norm",
+                "--feature-matching",
+                "--epochs",
+                "--steps",
+                "--minutes",
+                "--seed",
+                "--weights-dir",
+                "--samples-dir",
+                "--sample-every",
+                "--save-every",
+            ],
+        ),
+        (
+            "generate",
+            [
+                "--weights-dir",
+                "--class",
+                "--batch-size",
+                "--nice",
+                "--nice-factor",
+                "--output",
+                "--seed",
+                "--interpolate",
+                "--walks",
+                "--points",
+                "--spherical",
+                "--gif",
+            ],
+        ),
+        ("evaluate", ["--weights-dir", "--snapshot", "--dataset", "--count", "--cache-dir", "--json"]),
+        ("plot", ["--weights-dir", "--samples-dir"]),
+    ):
         text = invoke(command, "--help").output
         for option in options:
             assert option in text
     train_help = " ".join(CliRunner().invoke(main, ["train", "--help"], terminal_width=1000).output.split())
     assert "[default: fast]" in train_help
-    for setting in ("batch_size", "activation", "optimizer", "lr", "ema", "augment", "augment_target", "fake_batch_norm",
-                    "feature_matching"):
+    for setting in (
+        "batch_size",
+        "activation",
+        "optimizer",
+        "lr",
+        "ema",
+        "augment",
+        "augment_target",
+        "fake_batch_norm",
+        "feature_matching",
+    ):
         assert f"[default: {preset_defaults(setting)}]" in train_help
     assert "[default: 10000" in invoke("evaluate", "--help").output
     # The command line names the losses' own defaults, without loading TensorFlow, as training resolves them.
     clip, gp_weight = (TrainConfig.from_preset(name).loss_settings() for name in ("wgan", "wgan-gp"))
-    assert f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {clip['clip']:g}]" in train_help
+    assert (
+        f"--loss wgan: clip the critic's weights to [-CLIP, CLIP] after each update. [default: {clip['clip']:g}]"
+        in train_help
+    )
     assert f"--loss wgan-gp: weight of the gradient penalty. [default: {gp_weight['gp_weight']:g}]" in train_help
 
 
 def test_generate_same_seed_gives_a_byte_identical_png(trained, tmp_path):
     config, _ = trained
     for name in ("a.png", "b.png"):
-        result = invoke("generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 7, "--output", tmp_path / name)
+        result = invoke(
+            "generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 7, "--output", tmp_path / name
+        )
         assert result.exit_code == 0, result.output
         assert "seed 7" in result.output
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
-    invoke("generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 8, "--output", tmp_path / "c.png")
+    invoke(
+        "generate", "--weights-dir", config.weights_dir, "--batch-size", 5, "--seed", 8, "--output", tmp_path / "c.png"
+    )
     assert (tmp_path / "c.png").read_bytes() != (tmp_path / "a.png").read_bytes()
     with Image.open(tmp_path / "a.png") as png:
         assert png.size == (3 * 28, 2 * 28)
@@ -182,11 +306,17 @@ def test_generate_errors(trained, tmp_path):
     assert_one_line_error(invoke("generate", "--weights-dir", tmp_path / "none"), "does not exist")
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "run.json").write_text((Path(config.weights_dir) / "run.json").read_text())
-    (tmp_path / "partial" / "generator.weights.h5").write_bytes((Path(config.weights_dir) / "generator.weights.h5").read_bytes())
-    assert_one_line_error(invoke("generate", "--weights-dir", tmp_path / "partial", "--nice"), "discriminator.weights.h5 is missing")
+    (tmp_path / "partial" / "generator.weights.h5").write_bytes(
+        (Path(config.weights_dir) / "generator.weights.h5").read_bytes()
+    )
+    assert_one_line_error(
+        invoke("generate", "--weights-dir", tmp_path / "partial", "--nice"), "discriminator.weights.h5 is missing"
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--output", blocker / "out.png"), "--output")
+    assert_one_line_error(
+        invoke("generate", "--weights-dir", config.weights_dir, "--output", blocker / "out.png"), "--output"
+    )
 
 
 def test_generate_from_a_snapshot(trained, tmp_path):
@@ -194,9 +324,22 @@ def test_generate_from_a_snapshot(trained, tmp_path):
     result = invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 4, "--seed", 1, "--batch-size", 4,
                     "--output", tmp_path / "old.png")
     assert result.exit_code == 0, result.output
-    invoke("generate", "--weights-dir", config.weights_dir, "--seed", 1, "--batch-size", 4, "--output", tmp_path / "new.png")
+    invoke(
+        "generate",
+        "--weights-dir",
+        config.weights_dir,
+        "--seed",
+        1,
+        "--batch-size",
+        4,
+        "--output",
+        tmp_path / "new.png",
+    )
     assert (tmp_path / "old.png").read_bytes() != (tmp_path / "new.png").read_bytes()
-    assert_one_line_error(invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 5), "has no snapshot at step 5; its snapshots are at steps 4, 6")
+    assert_one_line_error(
+        invoke("generate", "--weights-dir", config.weights_dir, "--snapshot", 5),
+        "has no snapshot at step 5; its snapshots are at steps 4, 6",
+    )
 
 
 def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(trained, tmp_path):
@@ -220,7 +363,7 @@ def test_resume_from_the_command_line_keeps_saved_settings_and_names_conflicts(t
     assert json.loads(invoke("train", "--resume", "--weights-dir", tmp_path / "w", "--dry-run").stdout)["loss"] == "bce"
 
 
-def test_installed_command_trains_and_generates_end_to_end(tmp_path):
+def test_installed_command_trains_and_generates_end_to_end(run_dcgan, tmp_path):
     train = run_dcgan("train", "--dataset", "mnist-sample", "--batch-size", 8, "--steps", 3, "--sample-every", 2,
                       "--weights-dir", "w", "--samples-dir", "s", "--threads", 1, cwd=tmp_path)
     assert train.returncode == 0, train.stderr
@@ -230,14 +373,18 @@ def test_installed_command_trains_and_generates_end_to_end(tmp_path):
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
         "curves.png", "fakes.gif", "fakes_epoch0001_step0000002.png", "fakes_epoch0001_step0000003.png"]
 
-    nice = run_dcgan("generate", "--nice", "--batch-size", 6, "--nice-factor", 3, "--weights-dir", "w", "--seed", 1, cwd=tmp_path)
+    nice = run_dcgan(
+        "generate", "--nice", "--batch-size", 6, "--nice-factor", 3, "--weights-dir", "w", "--seed", 1, cwd=tmp_path
+    )
     assert nice.returncode == 0, nice.stderr
     with Image.open(tmp_path / "s" / "nice_seed1.png") as png:  # beside the run's own grids
         assert png.size == (3 * 28, 2 * 28)
 
     again = run_dcgan("train", "--dataset", "mnist-sample", "--weights-dir", "w", cwd=tmp_path)
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines() == [again.stderr.strip()] and again.stderr.startswith("Error: "), "one line: no TensorFlow start-up lines"
+    assert again.stderr.strip().splitlines() == [again.stderr.strip()] and again.stderr.startswith("Error: "), (
+        "one line: no TensorFlow start-up lines"
+    )
 
 
 def test_saved_generator_loads_in_a_script_that_never_imports_dcgan(trained, tmp_path):

@@ -1,4 +1,5 @@
-"""One run on several worker processes (MultiWorkerMirroredStrategy): real `dcgan train` processes on localhost ports."""
+"""One run on several worker processes (MultiWorkerMirroredStrategy): real `dcgan train` processes on localhost
+ports."""
 import json
 import signal
 import socket
@@ -18,11 +19,17 @@ from dcgan import UserError
 from dcgan.cluster import Cluster, _meet, local_workers
 from dcgan.weights import read_run_info, snapshot_steps
 
-from conftest import logged_steps, metrics_rows, wait_for
 
 # The default preset (batch norm pooled across workers, adaptive augmentation, feature matching, the weight
 # average) with SGD, as the --devices test: Adam would magnify float32's other summing order into its steps.
-SETTINGS = {"dataset": "mnist-sample", "batch_size": 8, "optimizer": "sgd", "lr": 0.0005, "sample_every": 2, "save_every": 2}
+SETTINGS = {
+    "dataset": "mnist-sample",
+    "batch_size": 8,
+    "optimizer": "sgd",
+    "lr": 0.0005,
+    "sample_every": 2,
+    "save_every": 2,
+}
 OPTIONS = [part for name, value in SETTINGS.items() for part in ("--" + name.replace("_", "-"), str(value))]
 
 
@@ -44,8 +51,15 @@ def start_workers(processes, folder, *args, count=2, folders=lambda index: ("wei
     command = [str(Path(sys.executable).parent / "dcgan"), "train", *OPTIONS, "--workers", workers, *map(str, args)]
     for index in range(count):
         weights, samples = folders(index)
-        processes.append(subprocess.Popen([*command, "--worker-index", str(index), "--weights-dir", weights, "--samples-dir", samples],
-                                          cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [*command, "--worker-index", str(index), "--weights-dir", weights, "--samples-dir", samples],
+                cwd=folder,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return processes[-count:], workers
 
 
@@ -64,19 +78,28 @@ def saved_state(weights_dir):
         return models + [optimizers[name] for name in sorted(optimizers.files)]
 
 
-def metrics_steps(weights_dir):
+def metrics_steps(metrics_rows, weights_dir):
     return [int(row["step"]) for row in metrics_rows(weights_dir)]
 
 
-def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_exactly(tmp_path, processes):
-    straight, _ = start_workers(processes, tmp_path, "--steps", 5,
-                                folders=lambda index: ("weights", "samples") if index == 0 else ("worker-weights", "worker-samples"))
+def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_exactly(
+    metrics_rows, tmp_path, processes
+):
+    straight, _ = start_workers(
+        processes,
+        tmp_path,
+        "--steps",
+        5,
+        folders=lambda index: ("weights", "samples") if index == 0 else ("worker-weights", "worker-samples"),
+    )
     # The same global batches in one process, meanwhile.
     alone = dcgan.train(dcgan.TrainConfig(**SETTINGS, steps=5, weights_dir=str(tmp_path / "alone")))
     finish(straight)
     assert alone.strategy.num_replicas_in_sync == 1
     # Only the chief wrote the run: its grids, metrics and checkpoints; worker 1 nothing of its folders.
-    assert len(list((tmp_path / "samples").glob("fakes_*.png"))) == 3 and metrics_steps(tmp_path / "weights") == [1, 2, 3, 4, 5]
+    assert len(list((tmp_path / "samples").glob("fakes_*.png"))) == 3 and metrics_steps(
+        metrics_rows, tmp_path / "weights"
+    ) == [1, 2, 3, 4, 5]
     assert not (tmp_path / "worker-weights").exists() and not (tmp_path / "worker-samples").exists()
 
     # Two workers stopped at step 3 and resumed from the chief's folder, which both read: step 5 is the straight run's.
@@ -87,7 +110,7 @@ def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_ex
     assert "Resuming at step 3" in out and "worker 1 of 2" in out
     for a, b in zip(saved_state(tmp_path / "split" / "weights"), saved_state(tmp_path / "weights"), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert metrics_steps(tmp_path / "split" / "weights") == [1, 2, 3, 4, 5]
+    assert metrics_steps(metrics_rows, tmp_path / "split" / "weights") == [1, 2, 3, 4, 5]
 
     # The chief's weights, optimizers' state and average should be the single process's, to float32's other summing
     # order. Issue 43: a step's batch statistics are taken per replica, so they are not quite; at SGD's rate this
@@ -99,7 +122,9 @@ def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_ex
         pytest.xfail(f"issue 43: two workers differ from one process by {max(differences):.3g}")
 
 
-def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_the_other(tmp_path, processes):
+def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_the_other(
+    logged_steps, wait_for, tmp_path, processes
+):
     weights = tmp_path / "weights"
 
     (chief, worker), workers = start_workers(processes, tmp_path, "--steps", 100000, "--save-every", 100000)
@@ -146,7 +171,9 @@ def test_workers_that_never_answer_or_run_other_settings_are_named():
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(errors) == 2 and any("runs with other settings than" in error and "(lr)" in error for error in errors), errors
+    assert len(errors) == 2 and any("runs with other settings than" in error and "(lr)" in error for error in errors), (
+        errors
+    )
 
 
 PORTS = [address.split(":")[1] for address in local_workers(3).split(",")]
@@ -157,24 +184,49 @@ CASES = [
     ("port-out-of-range", [*TRAIN, "--workers", "a:1,b:70000", "--worker-index", "0"], "'b:70000' is not host:port"),
     ("empty-entry", [*TRAIN, "--workers", f"{WORKERS},", "--worker-index", "0"], "'' is not host:port"),
     ("named-twice", [*TRAIN, "--workers", "a:1,a:1", "--worker-index", "0"], "names a worker twice"),
-    ("index-out-of-range", [*TRAIN, "--workers", WORKERS, "--worker-index", "2"], "--worker-index 2 is out of range for 2 workers"),
+    (
+        "index-out-of-range",
+        [*TRAIN, "--workers", WORKERS, "--worker-index", "2"],
+        "--worker-index 2 is out of range for 2 workers",
+    ),
     ("index-negative", [*TRAIN, "--workers", WORKERS, "--worker-index", "-1"], "--worker-index -1 is out of range"),
     ("index-alone", [*TRAIN, "--worker-index", "1"], "--worker-index needs --workers"),
     ("workers-without-index", [*TRAIN, "--workers", WORKERS], "--workers needs --worker-index"),
-    ("port-in-use", [*TRAIN, "--workers", f"localhost:{PORTS[2]},localhost:{PORTS[1]}", "--worker-index", "0"],
-     f"port {PORTS[2]} of worker 0 (localhost:{PORTS[2]}) is in use"),
-    ("tf-config-disagrees", [*TRAIN, "--workers", WORKERS, "--worker-index", "0"], "TF_CONFIG in the environment makes this worker 1"),
+    (
+        "port-in-use",
+        [*TRAIN, "--workers", f"localhost:{PORTS[2]},localhost:{PORTS[1]}", "--worker-index", "0"],
+        f"port {PORTS[2]} of worker 0 (localhost:{PORTS[2]}) is in use",
+    ),
+    (
+        "tf-config-disagrees",
+        [*TRAIN, "--workers", WORKERS, "--worker-index", "0"],
+        "TF_CONFIG in the environment makes this worker 1",
+    ),
     ("tf-config-unreadable", TRAIN, "TF_CONFIG in the environment cannot be read (it is not JSON)"),
-    ("tf-config-parameter-servers", TRAIN, "TF_CONFIG in the environment cannot be read (it has jobs other than chief and worker)"),
-    ("batch-does-not-split", [*TRAIN[:4], "10", *TRAIN[5:], "--workers", f"{WORKERS},localhost:{PORTS[2]}", "--worker-index", "0"],
-     "batch size 10 does not split evenly across the 3 devices of 3 workers; use a multiple of 3"),
-    ("with-devices", [*TRAIN, "--workers", WORKERS, "--worker-index", "0", "--devices", "CPU:0"], "--workers does not take --devices"),
+    (
+        "tf-config-parameter-servers",
+        TRAIN,
+        "TF_CONFIG in the environment cannot be read (it has jobs other than chief and worker)",
+    ),
+    (
+        "batch-does-not-split",
+        [*TRAIN[:4], "10", *TRAIN[5:], "--workers", f"{WORKERS},localhost:{PORTS[2]}", "--worker-index", "0"],
+        "batch size 10 does not split evenly across the 3 devices of 3 workers; use a multiple of 3",
+    ),
+    (
+        "with-devices",
+        [*TRAIN, "--workers", WORKERS, "--worker-index", "0", "--devices", "CPU:0"],
+        "--workers does not take --devices",
+    ),
     ("with-xla", [*TRAIN, "--workers", WORKERS, "--worker-index", "0", "--xla"], "--workers does not take --xla"),
 ]
 TF_CONFIGS = {
     "tf-config-disagrees": {"cluster": {"worker": WORKERS.split(",")}, "task": {"type": "worker", "index": 1}},
     "tf-config-unreadable": "{not json",
-    "tf-config-parameter-servers": {"cluster": {"worker": WORKERS.split(","), "ps": ["c:1"]}, "task": {"type": "worker", "index": 0}},
+    "tf-config-parameter-servers": {
+        "cluster": {"worker": WORKERS.split(","), "ps": ["c:1"]},
+        "task": {"type": "worker", "index": 0},
+    },
 }
 
 
@@ -187,7 +239,9 @@ def test_bad_cluster_settings_get_one_line_and_exit_1(tmp_path, name, command, m
         holder.listen()
         result = CliRunner().invoke(main, [part.format(tmp=tmp_path) for part in command], env=environment)
     assert result.exit_code == 1, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), f"a traceback escaped: {result.exception!r}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"a traceback escaped: {result.exception!r}"
+    )
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "weights").exists()

@@ -19,7 +19,6 @@ from dcgan.evaluation import format_report
 from dcgan.images import to_uint8
 from dcgan.presets import CONDITIONINGS
 
-from conftest import run_dcgan, tiny_config
 from test_datasets import write_idx
 from test_family import all_state
 
@@ -30,7 +29,7 @@ SMALL = {"architecture": "dcgan", **CONDITIONAL}
 
 
 @pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
+def conditional_run(tiny_config, tmp_path_factory):
     """One tiny conditional run on mnist-sample, shared by the tests that only draw from it."""
     config = tiny_config(tmp_path_factory.mktemp("conditional"), conditioning="projection", steps=3, **CONDITIONAL)
     dcgan.train(config)
@@ -42,7 +41,9 @@ def noise(count, seed=0):
 
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
-def test_each_conditioning_trains_reloads_in_plain_keras_with_labels_and_resumes_bit_for_bit(tmp_path, conditioning):
+def test_each_conditioning_trains_reloads_in_plain_keras_with_labels_and_resumes_bit_for_bit(
+    tiny_config, tmp_path, conditioning
+):
     straight = dcgan.train(tiny_config(tmp_path / "straight", conditioning=conditioning, steps=3, **SMALL))
     weights = tmp_path / "straight" / "weights"
     run = json.loads((weights / "run.json").read_text())
@@ -105,12 +106,14 @@ def folder_data(folder, monkeypatch):
     for name in ("dog", "cat", "bird"):  # read in sorted order: bird 0, cat 1, dog 2
         (folder / "pets" / name).mkdir(parents=True)
         for index in range(3):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "pets" / name / f"{index}.png")
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                folder / "pets" / name / f"{index}.png"
+            )
     return str(folder / "pets"), [0, 0, 0, 1, 1, 1, 2, 2, 2], ["bird", "cat", "dog"]
 
 
 @pytest.mark.parametrize("make", [npz_data, idx_data, fashion_data, folder_data])
-def test_each_kind_of_labelled_data_trains_conditionally(tmp_path, monkeypatch, make):
+def test_each_kind_of_labelled_data_trains_conditionally(tiny_config, tmp_path, monkeypatch, make):
     dataset, labels, names = make(tmp_path, monkeypatch)
     images, loaded_labels, loaded_names = load_conditional(dataset)
     assert loaded_labels.tolist() == labels and loaded_names == names and len(images) == len(labels)
@@ -176,7 +179,7 @@ def test_evaluate_scores_each_class(conditional_run, classifier_cache):
         dcgan.evaluate(conditional_run, count=10, cache_dir=classifier_cache, log=lambda line: None)
 
 
-def test_a_conditional_trainer_needs_its_classes():
+def test_a_conditional_trainer_needs_its_classes(tiny_config):
     with pytest.raises(ValueError, match="needs its classes"):
         Trainer(tiny_config("/tmp/unused", conditioning="projection"))
 
@@ -232,18 +235,26 @@ def test_conditional_training_refuses_data_without_usable_labels(tmp_path, make,
     assert not (tmp_path / "weights").exists()
 
 
-def test_the_command_refuses_unlabelled_data_in_one_line(tmp_path):
+def test_the_command_refuses_unlabelled_data_in_one_line(run_dcgan, tmp_path):
     loose_images(tmp_path)
     result = run_dcgan("train", "--conditional", "--dataset", tmp_path, cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
-    assert re.fullmatch(r"Error: 2 images lie in \S+ itself \(e.g. 0.png\), outside any class folder; .*\n", result.stderr)
+    assert re.fullmatch(
+        r"Error: 2 images lie in \S+ itself \(e.g. 0.png\), outside any class folder; .*\n", result.stderr
+    )
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--class", "11"], r"no class '11'; choose from 0, 1, 2, .*, 9, by name or index, or all"),
-    (["--class", "seven"], "no class 'seven'"),
-    (["--interpolate", "--class", "1", "--class", "2", "--class", "3"], "one class to keep or two to move between, not 3"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--class", "11"], r"no class '11'; choose from 0, 1, 2, .*, 9, by name or index, or all"),
+        (["--class", "seven"], "no class 'seven'"),
+        (
+            ["--interpolate", "--class", "1", "--class", "2", "--class", "3"],
+            "one class to keep or two to move between, not 3",
+        ),
+    ],
+)
 def test_generate_refuses_classes_the_run_does_not_have(conditional_run, tmp_path, arguments, message):
     result = CliRunner().invoke(main, ["generate", "--weights-dir", conditional_run, "--output", tmp_path / "g.png",
                                        *arguments])
@@ -276,3 +287,32 @@ def test_the_readmes_conditional_call_draws_the_class_asked_for(conditional_run)
     exec(code, names)  # the README's own lines, after its plain example's generator and noise
     expected = generator.predict([noise(16), np.full(16, 7, np.int32)], verbose=0)
     np.testing.assert_allclose(names["images"], expected, atol=1e-6)
+
+
+def test_generate_nice_on_a_conditional_run_reads_run_json_once(conditional_run, tmp_path, monkeypatch):
+    from dcgan import weights
+
+    reads = []
+    read_run_info = weights.read_run_info
+    monkeypatch.setattr(weights, "read_run_info", lambda folder: reads.append(folder) or read_run_info(folder))
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--weights-dir",
+            str(conditional_run),
+            "--nice",
+            "--nice-factor",
+            "2",
+            "--class",
+            "all",
+            "--batch-size",
+            "10",
+            "--seed",
+            "1",
+            "--output",
+            str(tmp_path / "nice.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "nice.png").exists() and len(reads) == 1

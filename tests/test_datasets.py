@@ -80,7 +80,10 @@ def test_mnist_falls_back_to_the_sample_offline_and_says_how_to_get_the_full_set
     assert images.shape == (5000, 28, 28, 1)
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1
-    assert "Training on mnist-sample, the bundled 5,000 digits, instead" in message and str(tmp_path / "datasets" / "mnist.npz") in message
+    assert (
+        "Training on mnist-sample, the bundled 5,000 digits, instead" in message
+        and str(tmp_path / "datasets" / "mnist.npz") in message
+    )
 
 
 def test_fashion_mnist_from_the_keras_cache(tmp_path, monkeypatch, digits):
@@ -112,9 +115,18 @@ def test_fashion_mnist_from_debian(tmp_path, monkeypatch):
     [
         (lambda d: "no-such-dataset", "neither a known name"),
         (lambda d: str(d / "missing.npz"), "neither a known name"),
-        (lambda d: np.savez(d / "oblong.npz", x=np.zeros((3, 32, 30, 3), np.uint8)) or str(d / "oblong.npz"), r"shape \(3, 32, 30, 3\)"),
-        (lambda d: np.savez(d / "rgba.npz", x=np.zeros((3, 32, 32, 4), np.uint8)) or str(d / "rgba.npz"), r"shape \(3, 32, 32, 4\)"),
-        (lambda d: np.savez(d / "keys.npz", images=np.zeros((3, 28, 28))) or str(d / "keys.npz"), "no 'x_train' or 'x' array"),
+        (
+            lambda d: np.savez(d / "oblong.npz", x=np.zeros((3, 32, 30, 3), np.uint8)) or str(d / "oblong.npz"),
+            r"shape \(3, 32, 30, 3\)",
+        ),
+        (
+            lambda d: np.savez(d / "rgba.npz", x=np.zeros((3, 32, 32, 4), np.uint8)) or str(d / "rgba.npz"),
+            r"shape \(3, 32, 32, 4\)",
+        ),
+        (
+            lambda d: np.savez(d / "keys.npz", images=np.zeros((3, 28, 28))) or str(d / "keys.npz"),
+            "no 'x_train' or 'x' array",
+        ),
         (lambda d: (d / "bad.npz").write_text("not a zip") and str(d / "bad.npz"), "cannot read"),
         (lambda d: (d / "bad-idx3-ubyte").write_bytes(b"\x89PNG....") and str(d / "bad-idx3-ubyte"), "not an IDX file"),
         (lambda d: (d / "bad.gz").write_bytes(b"not gzip") and str(d / "bad.gz"), "cannot read"),

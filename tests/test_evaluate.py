@@ -9,8 +9,6 @@ from dcgan import UserError, evaluate
 from dcgan.datasets import load_labelled
 from dcgan.evaluation import Scorer, frechet_distance, precision_recall
 
-from conftest import run_dcgan
-
 
 @pytest.fixture(scope="module")
 def scorer(classifier_cache):
@@ -108,11 +106,13 @@ def test_evaluate_a_run_and_any_snapshot(trained, classifier_cache):
     assert len(report["generated"]["class_shares"]) == 10
     again = evaluate(config.weights_dir, count=300, cache_dir=classifier_cache, log=lambda line: None)
     assert again == report, "the same seed gives the same scores"
-    older = evaluate(f"{config.weights_dir}/snapshots/step0000004", count=300, cache_dir=classifier_cache, log=lambda line: None)
+    older = evaluate(
+        f"{config.weights_dir}/snapshots/step0000004", count=300, cache_dir=classifier_cache, log=lambda line: None
+    )
     assert older["step"] == 4 and older["generated"] != report["generated"]
 
 
-def test_evaluate_command_prints_a_table_and_json(trained, classifier_cache, tmp_path):
+def test_evaluate_command_prints_a_table_and_json(run_dcgan, trained, classifier_cache, tmp_path):
     config, _ = trained
     common = ["evaluate", "--weights-dir", config.weights_dir, "--count", 200, "--cache-dir", classifier_cache]
     table = run_dcgan(*common, "--snapshot", 4, cwd=tmp_path)
@@ -126,14 +126,17 @@ def test_evaluate_command_prints_a_table_and_json(trained, classifier_cache, tmp
     assert report["step"] == 6 and set(report["generated"]) == set(report["real"])
 
 
-def test_evaluate_errors_are_one_line(trained, tmp_path, classifier_cache):
+def test_evaluate_errors_are_one_line(run_dcgan, trained, tmp_path, classifier_cache):
     config, _ = trained
     (tmp_path / "images.npz").write_bytes(b"")
     np.savez(tmp_path / "unlabelled.npz", x=np.zeros((20, 28, 28), np.uint8))
     for args, message in (
         (["--weights-dir", tmp_path / "none"], "does not exist"),
         (["--weights-dir", config.weights_dir, "--dataset", tmp_path / "unlabelled.npz"], "holds no labelled images"),
-        (["--weights-dir", config.weights_dir, "--snapshot", 5], "has no snapshot at step 5; its snapshots are at steps 4, 6"),
+        (
+            ["--weights-dir", config.weights_dir, "--snapshot", 5],
+            "has no snapshot at step 5; its snapshots are at steps 4, 6",
+        ),
         (["--weights-dir", config.weights_dir, "--count", 3], "not in the range 10<=x<=50000"),
     ):
         result = run_dcgan("evaluate", *args, "--cache-dir", classifier_cache, cwd=tmp_path)
@@ -150,7 +153,9 @@ def test_a_folder_of_class_subfolders_is_labelled_by_subfolder_at_the_size_asked
     assert data.train_images.shape == (12, 16, 16, 3) and data.test_images.shape == (3, 16, 16, 3)
     assert sorted(data.test_labels.tolist()) == [0, 0, 1], "a fifth of each class is held out"
     for images, labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
-        np.testing.assert_array_equal(images.mean(axis=(1, 2, 3)), np.where(labels == 0, -1, 1))  # cats black, dogs white
+        np.testing.assert_array_equal(
+            images.mean(axis=(1, 2, 3)), np.where(labels == 0, -1, 1)
+        )  # cats black, dogs white
     image_bytes = 16 * 16 * 3 * 4
     shared = load_labelled(str(tmp_path), image_size=16, channels=3, memory_limit=10 * image_bytes)
     assert len(shared.train_labels) + len(shared.test_labels) == 10, "a folder too big for memory is scored on a share"

@@ -14,7 +14,6 @@ from cli import main
 from dcgan.export import FORMATS, export_generator
 from dcgan.weights import snapshot_folder
 
-from conftest import run_dcgan, tiny_config
 
 README = Path(__file__).parents[1] / "README.md"
 SECTION = README.read_text().split("### Exporting")[1].split("\n## ")[0]
@@ -22,7 +21,11 @@ SECTION = README.read_text().split("### Exporting")[1].split("\n## ")[0]
 
 def readme_export(export_format):
     """The README's command that exports `export_format`, and its Python code that draws from the export."""
-    command = re.search(rf"^    dcgan export --format {export_format} .*?(?=\s*(#|$))", SECTION, re.MULTILINE).group(0).split()
+    command = (
+        re.search(rf"^    dcgan export --format {export_format} .*?(?=\s*(#|$))", SECTION, re.MULTILINE)
+        .group(0)
+        .split()
+    )
     output = command[command.index("--output") + 1]
     blocks = re.findall(r"```python\n(.*?)```", SECTION, re.DOTALL)
     code = next(block for block in blocks if f'"{output}"' in block)
@@ -38,12 +41,14 @@ def run_folder(trained, tmp_path_factory):
 
 
 @pytest.mark.parametrize("export_format", list(FORMATS))
-def test_readme_export_draws_the_generators_images(run_folder, monkeypatch, export_format):
+def test_readme_export_draws_the_generators_images(run_dcgan, run_folder, monkeypatch, export_format):
     command, output, code = readme_export(export_format)
     result = run_dcgan(*command, cwd=run_folder)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # the converters' and runtimes' own log lines are hidden
-    assert re.fullmatch(rf"Wrote {output} \(\d+\.\d MB\); it draws the generator's images to within \S+\n", result.stdout)
+    assert re.fullmatch(
+        rf"Wrote {output} \(\d+\.\d MB\); it draws the generator's images to within \S+\n", result.stdout
+    )
     assert not [path.name for path in run_folder.iterdir() if ".partial-" in path.name]
 
     monkeypatch.chdir(run_folder)
@@ -55,7 +60,7 @@ def test_readme_export_draws_the_generators_images(run_folder, monkeypatch, expo
     assert np.abs(expected).max() > 0.1  # a trained generator, not a blank one
 
 
-def test_a_conditional_generator_on_the_dcgan_models_exports_to_every_format_taking_labels(tmp_path):
+def test_a_conditional_generator_on_the_dcgan_models_exports_to_every_format_taking_labels(tiny_config, tmp_path):
     config = tiny_config(tmp_path, architecture="dcgan", conditioning="concat", steps=2)
     dcgan.train(config)
     generator = dcgan.load_generator(config.weights_dir)
@@ -93,11 +98,17 @@ def test_overwrite_replaces_only_with_a_checked_export(trained, tmp_path):
     output.write_bytes(b"an earlier export")
     refused = CliRunner().invoke(main, ["export", "--weights-dir", weights_dir, "--format", "onnx", "--output", output])
     assert refused.exit_code == 1
-    assert refused.output == f"Error: {output} exists already; choose another --output, or pass --overwrite to replace it\n"
+    assert (
+        refused.output
+        == f"Error: {output} exists already; choose another --output, or pass --overwrite to replace it\n"
+    )
     assert output.read_bytes() == b"an earlier export"
 
-    with pytest.raises(dcgan.UserError, match=r"^the onnx export draws images up to \S+ away from the Keras generator's "
-                                              r"\(at most 0 allowed\); nothing was written$"):
+    with pytest.raises(
+        dcgan.UserError,
+        match=r"^the onnx export draws images up to \S+ away from the Keras generator's "
+        r"\(at most 0 allowed\); nothing was written$",
+    ):
         export_generator(weights_dir, "onnx", output, overwrite=True, tolerance=0)
     assert output.read_bytes() == b"an earlier export"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.onnx"]
@@ -113,28 +124,41 @@ def test_savedmodel_overwrite_replaces_an_export_and_no_other_folder(trained, tm
     output = tmp_path / "served"
     export_generator(weights_dir, "savedmodel", output)
     (output / "stale.txt").write_text("from before")
-    result = CliRunner().invoke(main, ["export", "--weights-dir", weights_dir, "--format", "savedmodel", "--output", output,
-                                       "--overwrite"])
+    result = CliRunner().invoke(
+        main, ["export", "--weights-dir", weights_dir, "--format", "savedmodel", "--output", output, "--overwrite"]
+    )
     assert result.exit_code == 0, result.output
     assert (output / "saved_model.pb").is_file()
     assert not (output / "stale.txt").exists()
 
     before = {path: checksum(path) for path in weights_dir.rglob("*") if path.is_file()}
-    result = CliRunner().invoke(main, ["export", "--weights-dir", weights_dir, "--format", "savedmodel", "--output", weights_dir,
-                                       "--overwrite"])
+    result = CliRunner().invoke(
+        main, ["export", "--weights-dir", weights_dir, "--format", "savedmodel", "--output", weights_dir, "--overwrite"]
+    )
     assert result.exit_code == 1
     assert result.output == (f"Error: {weights_dir} is a folder that holds no SavedModel; --overwrite replaces only an "
                              "earlier export, so choose another --output\n")
     assert {path: checksum(path) for path in weights_dir.rglob("*") if path.is_file()} == before
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--format", "pdf", "--output", "g.pdf"], "Error: Invalid value for '--format': 'pdf' is not one of 'savedmodel', 'tflite', 'onnx'."),
-    (["--format", "onnx", "--output", "g.tflite"], "Error: --output g.tflite: onnx writes one file; give a name ending in .onnx"),
-    (["--format", "savedmodel", "--output", "g.onnx"],
-     "Error: --output g.onnx: savedmodel writes a folder; give a folder name, such as generator-savedmodel"),
-    (["--format", "onnx"], "Error: Missing option '--output'."),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (
+            ["--format", "pdf", "--output", "g.pdf"],
+            "Error: Invalid value for '--format': 'pdf' is not one of 'savedmodel', 'tflite', 'onnx'.",
+        ),
+        (
+            ["--format", "onnx", "--output", "g.tflite"],
+            "Error: --output g.tflite: onnx writes one file; give a name ending in .onnx",
+        ),
+        (
+            ["--format", "savedmodel", "--output", "g.onnx"],
+            "Error: --output g.onnx: savedmodel writes a folder; give a folder name, such as generator-savedmodel",
+        ),
+        (["--format", "onnx"], "Error: Missing option '--output'."),
+    ],
+)
 def test_malformed_export_options(trained, tmp_path, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["export", "--weights-dir", trained[0].weights_dir, *arguments])
@@ -155,7 +179,9 @@ def test_unwritable_output_and_empty_weights_folder(trained, tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(main, ["export", "--weights-dir", empty, "--format", "onnx", "--output", tmp_path / "g.onnx"])
+    result = CliRunner().invoke(
+        main, ["export", "--weights-dir", empty, "--format", "onnx", "--output", tmp_path / "g.onnx"]
+    )
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {empty}") and result.output.count("\n") == 1
     assert not (tmp_path / "g.onnx").exists()
@@ -169,5 +195,8 @@ def test_a_missing_converter_names_the_extra(trained, tmp_path, monkeypatch, exp
     result = CliRunner().invoke(main, ["export", "--weights-dir", trained[0].weights_dir, "--format", export_format,
                                        "--output", output])
     assert result.exit_code == 1
-    assert result.output == f"Error: exporting to {export_format} needs {named}, which pip install 'dcgan[export]' installs\n"
+    assert (
+        result.output
+        == f"Error: exporting to {export_format} needs {named}, which pip install 'dcgan[export]' installs\n"
+    )
     assert not output.exists()

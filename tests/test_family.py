@@ -14,8 +14,6 @@ from dcgan.models import ARCHITECTURES
 from dcgan.presets import ARCHITECTURE_NAMES, CONDITIONINGS, EXPORT_FORMATS, LOSS_NAMES
 from dcgan.weights import snapshot_steps
 
-from conftest import tiny_config
-
 
 def all_state(trainer):
     models = [w for model in trainer.models().values() for w in model.get_weights()]
@@ -30,7 +28,9 @@ def test_the_command_line_names_every_loss_architecture_conditioning_and_export_
 
 @pytest.mark.parametrize("architecture", ARCHITECTURE_NAMES)
 @pytest.mark.parametrize("loss", LOSS_NAMES)
-def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks(tmp_path, loss, architecture):
+def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks(
+    tiny_config, tmp_path, loss, architecture
+):
     settings = {"loss": loss, "architecture": architecture, "batch_size": 4, "keep": 0, "sample_every": 100}
     # The straight run saves once, at its end; the split one at step 2, then at 3 after resuming.
     config = tiny_config(tmp_path / "straight", steps=3, **settings)
@@ -67,9 +67,19 @@ def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks
         np.testing.assert_array_equal(a, b)
 
 
-def test_several_updates_per_step_train_and_resume_bit_for_bit(tmp_path):
-    settings = {"loss": "wgan-gp", "architecture": "dcgan", "batch_size": 4, "d_steps": 2, "g_steps": 2, "save_every": 2,
-                "augment": "translation", "augment_target": 0.1, "feature_matching": 1.0, "ema": 0.9}
+def test_several_updates_per_step_train_and_resume_bit_for_bit(tiny_config, tmp_path):
+    settings = {
+        "loss": "wgan-gp",
+        "architecture": "dcgan",
+        "batch_size": 4,
+        "d_steps": 2,
+        "g_steps": 2,
+        "save_every": 2,
+        "augment": "translation",
+        "augment_target": 0.1,
+        "feature_matching": 1.0,
+        "ema": 0.9,
+    }
     straight = dcgan.train(tiny_config(tmp_path / "straight", steps=4, **settings))
     dcgan.train(tiny_config(tmp_path / "split", steps=2, **settings))
     resumed = dcgan.train(tiny_config(tmp_path / "split", steps=4, **settings), resume=True)
@@ -80,7 +90,7 @@ def test_several_updates_per_step_train_and_resume_bit_for_bit(tmp_path):
     assert run["steps_per_epoch"] == 5000 // 8
 
 
-def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tmp_path):
+def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tiny_config, tmp_path):
     from PIL import Image
 
     folder = tmp_path / "pictures"
@@ -95,7 +105,7 @@ def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tmp_p
     assert walks.shape == (2, 3, 32, 32, 3)
 
 
-def test_the_dcgan_discriminator_normalizes_by_batch_statistics_while_it_trains():
+def test_the_dcgan_discriminator_normalizes_by_batch_statistics_while_it_trains(tiny_config):
     # Its batch norm would run on its moving averages if the discriminator were frozen, as Keras does for a
     # layer that is not trainable: the averages would then stay at their start, mean 0, variance 1.
     trainer = Trainer(tiny_config("/tmp/unused", architecture="dcgan", batch_size=4))
@@ -105,7 +115,7 @@ def test_the_dcgan_discriminator_normalizes_by_batch_statistics_while_it_trains(
     assert len(norms) == 1 and np.abs(norms[0].moving_mean.numpy()).max() > 0
 
 
-def test_a_discriminator_with_batch_norm_learns_real_and_generated_images_as_two_batches():
+def test_a_discriminator_with_batch_norm_learns_real_and_generated_images_as_two_batches(tiny_config):
     # As the generator's update shows it generated images alone: normalized together with real ones, it learned to
     # judge them by other statistics, and a generator fooled the discriminator it was shown while collapsing.
     trainer = Trainer(tiny_config("/tmp/unused", architecture="dcgan", loss="hinge", batch_size=4, augment="none"))

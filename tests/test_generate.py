@@ -110,14 +110,37 @@ def test_count_writes_single_images_a_batch_at_a_time_from_the_grids_noise(train
     assert sorted(path.name for path in tmp_path.iterdir()) == ["images.npz", "pngs"]
 
 
-@pytest.mark.parametrize("arguments, status, message", [
-    (["--count", "3", "--output", "{tmp}/pngs", "--nice"], 2, "Error: --count writes single images, not a grid; leave out --nice"),
-    (["--count", "3", "--output", "{tmp}/pngs", "--batch-size", "4"], 2, "Error: --count writes single images, not a grid; leave out --batch-size"),
-    (["--count", "3"], 2, "Error: --count writes into --output: give a new folder for the PNGs, or a name ending in .npz"),
-    (["--count", "3", "--output", "{tmp}/a.png"], 2, "Error: --count writes into --output: give a new folder"),
-    (["--count", "0", "--output", "{tmp}/pngs"], 2, "Error: Invalid value for '--count': 0 is not in the range 1<=x<=1000000."),
-    (["--count", "3", "--output", "{tmp}/taken"], 1, "Error: {tmp}/taken exists already; choose another --output, or remove it first"),
-])
+@pytest.mark.parametrize(
+    "arguments, status, message",
+    [
+        (
+            ["--count", "3", "--output", "{tmp}/pngs", "--nice"],
+            2,
+            "Error: --count writes single images, not a grid; leave out --nice",
+        ),
+        (
+            ["--count", "3", "--output", "{tmp}/pngs", "--batch-size", "4"],
+            2,
+            "Error: --count writes single images, not a grid; leave out --batch-size",
+        ),
+        (
+            ["--count", "3"],
+            2,
+            "Error: --count writes into --output: give a new folder for the PNGs, or a name ending in .npz",
+        ),
+        (["--count", "3", "--output", "{tmp}/a.png"], 2, "Error: --count writes into --output: give a new folder"),
+        (
+            ["--count", "0", "--output", "{tmp}/pngs"],
+            2,
+            "Error: Invalid value for '--count': 0 is not in the range 1<=x<=1000000.",
+        ),
+        (
+            ["--count", "3", "--output", "{tmp}/taken"],
+            1,
+            "Error: {tmp}/taken exists already; choose another --output, or remove it first",
+        ),
+    ],
+)
 def test_count_refusals(trained, tmp_path, arguments, status, message):
     from cli import main
 

@@ -28,18 +28,19 @@ from cli import main
 from dcgan.files import LOCK_FILE
 from dcgan.weights import OPTIMIZERS_FILE, PREVIOUS_RUN, RUN_FILE, set_aside_run, settle_previous_run
 
-from conftest import tiny_config
-
-
 
 def checksums(*folders):
     """{path: sha256} of every file under `folders`, but the trainer's lock (which holds its process id)."""
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest()
-            for folder in folders for path in sorted(Path(folder).rglob("*")) if path.is_file() and path.name != LOCK_FILE}
+    return {
+        str(path): hashlib.sha256(path.read_bytes()).hexdigest()
+        for folder in folders
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file() and path.name != LOCK_FILE
+    }
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tiny_config, tmp_path_factory):
     """A trained run that every case aims at (the small fully connected models, so that each case can
     copy and checksum it in a fraction of a second), and a folder of hostile files."""
     folder = tmp_path_factory.mktemp("hostile")
@@ -59,7 +60,12 @@ def png_header(width, height):
     """A PNG that declares a size and holds no pixels: what a decompression bomb looks like to a header reader."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def idx(shape, pixels=b""):
@@ -134,7 +140,19 @@ def write(relative, content):
 
 TRAIN = ["train", "--dataset", "mnist-sample", "--weights-dir", "{run}", "--samples-dir", "{samples}", "--overwrite",
          "--batch-size", "8", "--steps", "2"]
-DATA = ["train", "--weights-dir", "{run}", "--samples-dir", "{samples}", "--overwrite", "--batch-size", "2", "--steps", "1", "--dataset"]
+DATA = [
+    "train",
+    "--weights-dir",
+    "{run}",
+    "--samples-dir",
+    "{samples}",
+    "--overwrite",
+    "--batch-size",
+    "2",
+    "--steps",
+    "1",
+    "--dataset",
+]
 GENERATE = ["generate", "--weights-dir", "{run}", "--batch-size", "4", "--output", "{case}/out.png"]
 EVALUATE = ["evaluate", "--weights-dir", "{run}", "--count", "20", "--cache-dir", "{case}/cache", "--dataset"]
 
@@ -172,7 +190,11 @@ CASES = [
     ("image-size-unsupported", [*TRAIN[:-4], "--image-size", "1000"], "image size 1000 is not supported"),
     ("unknown-option", [*TRAIN, "--learning-rate", "0.1"], "No such option '--learning-rate'"),
     ("no-overwrite", TRAIN[:7], "already holds a training run; pass --resume"),
-    ("resume-changed-setting", ["train", "--resume", "--weights-dir", "{run}", "--lr", "0.1"], "cannot resume with --lr 0.1"),
+    (
+        "resume-changed-setting",
+        ["train", "--resume", "--weights-dir", "{run}", "--lr", "0.1"],
+        "cannot resume with --lr 0.1",
+    ),
     ("resume-nothing", ["train", "--resume", "--weights-dir", "{case}/none"], "does not exist"),
     ("npz-strings", [*DATA, "{files}/strings.npz"], "holds <U1 values, not numbers"),
     ("npz-objects", [*DATA, "{files}/objects.npz"], "holds object values, not numbers"),
@@ -194,38 +216,102 @@ CASES = [
     ("folder-text-as-png", [*DATA, "{files}/text"], "none of the 1 image files"),
     ("folder-empty", [*DATA, "{files}/empty-folder"], "no PNG or JPEG images"),
     ("folder-oblong", [*DATA, "{files}/oblong-images"], "not square"),
-    ("run-json-missing-key", GENERATE, "is damaged: image_shape is None", edit_run_json(lambda info: info.pop("image_shape"))),
-    ("run-json-wrong-type", ["train", "--resume", "--weights-dir", "{run}"], "is damaged: setting 'lr' is 'fast'",
-     edit_run_json(lambda info: info["config"].update(lr="fast"))),
-    ("run-json-unknown-setting", GENERATE, "is damaged: unknown setting 'colour'", edit_run_json(lambda info: info["config"].update(colour=1))),
+    (
+        "run-json-missing-key",
+        GENERATE,
+        "is damaged: image_shape is None",
+        edit_run_json(lambda info: info.pop("image_shape")),
+    ),
+    (
+        "run-json-wrong-type",
+        ["train", "--resume", "--weights-dir", "{run}"],
+        "is damaged: setting 'lr' is 'fast'",
+        edit_run_json(lambda info: info["config"].update(lr="fast")),
+    ),
+    (
+        "run-json-unknown-setting",
+        GENERATE,
+        "is damaged: unknown setting 'colour'",
+        edit_run_json(lambda info: info["config"].update(colour=1)),
+    ),
     ("run-json-not-json", GENERATE, "cannot read", write(RUN_FILE, b"{not json")),
     ("run-json-a-list", GENERATE, "it holds no settings", write(RUN_FILE, b"[1, 2]")),
-    ("run-json-nan-probability", GENERATE, "augment_probability is nan", edit_run_json(lambda info: info.update(augment_probability=float("nan")))),
-    ("optimizers-damaged", ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"], "cannot read",
-     write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, b"PK\x03\x04 damaged")),
-    ("optimizers-missing", ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"], "optimizers.npz",
-     write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, None)),
-    ("optimizers-of-another-model", ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
-     "does not hold this run's optimizer state", write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, npz_bytes(generator_0=np.zeros(3)))),
-    ("metrics-damaged-resume", ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"], "metrics.csv is damaged",
-     write("metrics.csv", b"step,epoch\nthree,1\n")),
-    ("metrics-damaged-plot", ["plot", "--weights-dir", "{run}", "--samples-dir", "{case}"], "line 2 has no number for step",
-     write("metrics.csv", b"step,epoch\nthree,1\n")),
-    ("generator-weights-damaged", GENERATE, "does not fit dcgan's generator", write("generator.weights.h5", b"\x89HDF\r\n damaged")),
-    ("generate-missing-snapshot", [*GENERATE, "--snapshot", "123"], "has no snapshot at step 123; its snapshots are at steps 4, 6"),
+    (
+        "run-json-nan-probability",
+        GENERATE,
+        "augment_probability is nan",
+        edit_run_json(lambda info: info.update(augment_probability=float("nan"))),
+    ),
+    (
+        "optimizers-damaged",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "cannot read",
+        write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, b"PK\x03\x04 damaged"),
+    ),
+    (
+        "optimizers-missing",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "optimizers.npz",
+        write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, None),
+    ),
+    (
+        "optimizers-of-another-model",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "does not hold this run's optimizer state",
+        write(lambda folder: newest_snapshot(folder) / OPTIMIZERS_FILE, npz_bytes(generator_0=np.zeros(3))),
+    ),
+    (
+        "metrics-damaged-resume",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "metrics.csv is damaged",
+        write("metrics.csv", b"step,epoch\nthree,1\n"),
+    ),
+    (
+        "metrics-damaged-plot",
+        ["plot", "--weights-dir", "{run}", "--samples-dir", "{case}"],
+        "line 2 has no number for step",
+        write("metrics.csv", b"step,epoch\nthree,1\n"),
+    ),
+    (
+        "generator-weights-damaged",
+        GENERATE,
+        "does not fit dcgan's generator",
+        write("generator.weights.h5", b"\x89HDF\r\n damaged"),
+    ),
+    (
+        "generate-missing-snapshot",
+        [*GENERATE, "--snapshot", "123"],
+        "has no snapshot at step 123; its snapshots are at steps 4, 6",
+    ),
     ("generate-nice-factor-huge", [*GENERATE, "--nice", "--nice-factor", "1000000"], "keep it at most 100,000"),
-    ("generate-output-gif", [*GENERATE[:-2], "--output", "{case}/x.gif", "--interpolate", "--gif"], "give a name ending in .png"),
+    (
+        "generate-output-gif",
+        [*GENERATE[:-2], "--output", "{case}/x.gif", "--interpolate", "--gif"],
+        "give a name ending in .png",
+    ),
     ("generate-output-exists", [*GENERATE[:-2], "--output", "{files}/a-file.png"], "exists already"),
     ("generate-seed-negative", [*GENERATE, "--seed", "-5"], "-5 is not in the range 0<=x<=4294967295"),
     ("generate-batch-huge", [*GENERATE[:-4], "--batch-size", "100000"], "100000 is not in the range 1<=x<=4096"),
     ("evaluate-seed-negative", [*EVALUATE, "mnist-sample", "--seed", "-1"], "-1 is not in the range 0<=x<=4294967295"),
-    ("evaluate-count-huge", [*EVALUATE, "mnist-sample", "--count", "1000000"], "1000000 is not in the range 10<=x<=50000"),
+    (
+        "evaluate-count-huge",
+        [*EVALUATE, "mnist-sample", "--count", "1000000"],
+        "1000000 is not in the range 10<=x<=50000",
+    ),
     ("evaluate-too-few-labels", [*EVALUATE, "{files}/tiny-labelled.npz"], "scoring needs at least 100 and 20"),
     ("evaluate-huge-labels", [*EVALUATE, "{files}/huge-labels.npz"], "holds labels from 1000000000 to 1000000000"),
-    ("evaluate-float-labels", [*EVALUATE, "{files}/float-labels.npz"], "holds the label 0.5, which is not a class number"),
+    (
+        "evaluate-float-labels",
+        [*EVALUATE, "{files}/float-labels.npz"],
+        "holds the label 0.5, which is not a class number",
+    ),
     ("evaluate-unlabelled-folder", [*EVALUATE, "{files}/text"], "holds images without labels"),
     ("plot-no-run", ["plot", "--weights-dir", "{case}/none"], "does not exist"),
-    ("plot-samples-dir-under-a-file", ["plot", "--weights-dir", "{run}", "--samples-dir", "{files}/a-file/samples"], "--samples-dir"),
+    (
+        "plot-samples-dir-under-a-file",
+        ["plot", "--weights-dir", "{run}", "--samples-dir", "{files}/a-file/samples"],
+        "--samples-dir",
+    ),
 ]
 
 
@@ -233,7 +319,9 @@ def test_there_are_at_least_sixty_cases():
     assert len(CASES) >= 60 and len({case[0] for case in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("name, command, message, damage", [(*case, None)[:4] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    "name, command, message, damage", [(*case, None)[:4] for case in CASES], ids=[case[0] for case in CASES]
+)
 def test_hostile_input_gets_one_line_and_loses_nothing(run, tmp_path, name, command, message, damage):
     (run / "files" / "a-file.png").write_bytes(b"not to be replaced")
     target = damaged(run, tmp_path, damage) if damage else run / "run"
@@ -241,26 +329,32 @@ def test_hostile_input_gets_one_line_and_loses_nothing(run, tmp_path, name, comm
     places = {"run": target, "samples": run / "samples", "files": run / "files", "case": tmp_path}
     result = CliRunner().invoke(main, [part.format(**places) for part in command])
     assert result.exit_code in (1, 2), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), f"a traceback escaped: {result.exception!r}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"a traceback escaped: {result.exception!r}"
+    )
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
     assert checksums(run / "run", run / "samples", target, run / "files") == before
 
 
 def test_a_failed_overwrite_puts_the_old_run_back(run, tmp_path):
-    """--overwrite with settings that fail during training (the losses overflow at step 1) leaves the old run as it was."""
+    """--overwrite with settings that fail during training (the losses overflow at step 1) leaves the old run as it
+    was."""
     shutil.copytree(run / "run", tmp_path / "run")
     before = checksums(tmp_path / "run")
     result = CliRunner().invoke(main, ["train", "--dataset", "mnist-sample", "--weights-dir", str(tmp_path / "run"),
                                        "--samples-dir", str(tmp_path / "samples"), "--overwrite",
                                        "--lr", "1e30", "--batch-size", "8", "--steps", "20", "--save-every", "100"])
-    assert result.exit_code == 1 and "became" in result.stderr and "no checkpoint had been saved yet" in result.stderr, result.output
+    assert (
+        result.exit_code == 1 and "became" in result.stderr and "no checkpoint had been saved yet" in result.stderr
+    ), result.output
     assert "put back if this run fails" in result.stdout
     assert checksums(tmp_path / "run") == before and not (tmp_path / "run" / PREVIOUS_RUN).exists()
 
 
 def test_a_run_set_aside_is_settled_after_a_crash(run, tmp_path):
-    """A trainer killed while replacing a run: the next start keeps the new run if it saved a checkpoint, else the old one."""
+    """A trainer killed while replacing a run: the next start keeps the new run if it saved a checkpoint, else the old
+    one."""
     for new_run_saved in (False, True):
         folder = tmp_path / f"saved-{new_run_saved}"
         shutil.copytree(run / "run", folder)
@@ -282,13 +376,31 @@ def test_a_run_set_aside_is_settled_after_a_crash(run, tmp_path):
 
 def dcgan_process(*args, cwd):
     command = Path(sys.executable).parent / "dcgan"
-    return subprocess.Popen([str(command), *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(command), *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_two_trainers_never_share_a_folder_and_a_killed_one_frees_it(tmp_path):
     weights = tmp_path / "weights"
-    first = dcgan_process("train", "--dataset", "mnist-sample", "--weights-dir", weights, "--samples-dir", tmp_path / "samples",
-                          "--batch-size", 8, "--steps", 100_000, "--save-every", 2, "--sample-count", 4, cwd=tmp_path)
+    first = dcgan_process(
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--weights-dir",
+        weights,
+        "--samples-dir",
+        tmp_path / "samples",
+        "--batch-size",
+        8,
+        "--steps",
+        100_000,
+        "--save-every",
+        2,
+        "--sample-count",
+        4,
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (weights / RUN_FILE).exists():
@@ -354,7 +466,9 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path, monkeypatch):
 
     rng = np.random.default_rng(0)
     labels = np.arange(150) % 2
-    images = np.where(labels[:, None, None] == 1, 255, 0).astype(np.uint8) + rng.integers(0, 20, (150, 28, 28), np.uint8)
+    images = np.where(labels[:, None, None] == 1, 255, 0).astype(np.uint8) + rng.integers(
+        0, 20, (150, 28, 28), np.uint8
+    )
     np.savez(tmp_path / "two.npz", x=images, y=labels)
     Scorer(str(tmp_path / "two.npz"), cache_dir=tmp_path / "cache", log=lambda line: None)
     [cached] = (tmp_path / "cache").glob("*.keras")

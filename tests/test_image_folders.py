@@ -17,8 +17,6 @@ from dcgan.models import build_discriminator, build_generator
 from dcgan.sizes import supported_sizes
 from dcgan.training import Batches
 
-from conftest import run_dcgan, tiny_config
-
 
 def make_folder(folder, count=12, size=40, colour=True, nested=True, seed=0):
     """`count` random PNG and JPEG pictures under `folder`, half of them in a subfolder."""
@@ -57,13 +55,15 @@ def test_center_crop_keeps_the_middle_square(tmp_path):
     picture = np.zeros((40, 60), np.uint8)
     picture[:, 10:50] = 255  # the centre 40x40 square is all white
     Image.fromarray(picture).save(tmp_path / "wide.png")
-    with pytest.raises(UserError, match=r"1 of 1 images are not square \(e\.g\. .*wide\.png is 60x40\); pass --center-crop"):
+    with pytest.raises(
+        UserError, match=r"1 of 1 images are not square \(e\.g\. .*wide\.png is 60x40\); pass --center-crop"
+    ):
         load_dataset(str(tmp_path))
     images = load_dataset(str(tmp_path), image_size=20, center_crop=True)
     assert images.shape == (1, 20, 20, 1) and np.all(images == 1)
 
 
-def test_bad_folders_get_one_clear_line(tmp_path, capsys):
+def test_bad_folders_get_one_clear_line(tiny_config, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no PNG or JPEG images"):
         load_dataset(str(tmp_path / "empty"))
@@ -104,7 +104,10 @@ def test_a_big_folder_is_read_from_disk_a_batch_at_a_time_with_the_same_pixels(t
 
 @pytest.mark.parametrize("size, channels", [(32, 1), (64, 3)])
 def test_models_scale_to_the_image_shape(size, channels):
-    generator, discriminator = build_generator(image_shape=(size, size, channels)), build_discriminator((size, size, channels))
+    generator, discriminator = (
+        build_generator(image_shape=(size, size, channels)),
+        build_discriminator((size, size, channels)),
+    )
     assert generator.output_shape == (None, size, size, channels)
     assert discriminator.output_shape == (None, 1)
     upsamplings = sum(type(layer).__name__ == "UpSampling2D" for layer in generator.layers)
@@ -119,10 +122,12 @@ def test_supported_sizes_cover_the_common_ones():
 
 
 @pytest.mark.parametrize("size, colour", [(32, False), (32, True), (64, True)])
-def test_training_on_a_folder_writes_grids_weights_and_reloads(tmp_path, size, colour):
+def test_training_on_a_folder_writes_grids_weights_and_reloads(tiny_config, tmp_path, size, colour):
     data = make_folder(tmp_path / "pictures", count=8, size=size + 8, colour=colour)
     # No weight average: one model fewer to save, and the folder is what is under test here.
-    config = tiny_config(tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=3, sample_every=2, save_every=2, ema=0.0)
+    config = tiny_config(
+        tmp_path, dataset=str(data), image_size=size, batch_size=4, steps=3, sample_every=2, save_every=2, ema=0.0
+    )
     dcgan.train(config)
     channels = 3 if colour else 1
     run = json.loads((tmp_path / "weights" / "run.json").read_text())
@@ -141,10 +146,26 @@ def test_training_on_a_folder_writes_grids_weights_and_reloads(tmp_path, size, c
         dcgan.train(dataclasses.replace(config, image_size=16, steps=5), resume=True)
 
 
-def test_train_command_on_a_colour_folder(tmp_path):
+def test_train_command_on_a_colour_folder(run_dcgan, tmp_path):
     make_folder(tmp_path / "pictures", count=6, size=32)
-    result = run_dcgan("train", "--dataset", "pictures", "--image-size", 32, "--batch-size", 3, "--steps", 2, "--ema", 0,
-                       "--weights-dir", "w", "--samples-dir", "s", cwd=tmp_path)
+    result = run_dcgan(
+        "train",
+        "--dataset",
+        "pictures",
+        "--image-size",
+        32,
+        "--batch-size",
+        3,
+        "--steps",
+        2,
+        "--ema",
+        0,
+        "--weights-dir",
+        "w",
+        "--samples-dir",
+        "s",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "Training on 6 images (32x32x3) from pictures" in result.stdout
     nice = CliRunner().invoke(main, ["generate", "--weights-dir", tmp_path / "w", "--nice", "--batch-size", 4,
@@ -156,7 +177,7 @@ def test_train_command_on_a_colour_folder(tmp_path):
     assert bad.returncode == 2 and "'2' is not one of '1', '3'" in bad.stderr
 
 
-def test_training_from_disk_gives_the_same_weights_as_from_memory(tmp_path, monkeypatch):
+def test_training_from_disk_gives_the_same_weights_as_from_memory(tiny_config, tmp_path, monkeypatch):
     data = make_folder(tmp_path / "pictures", count=8, size=32)
     # The classic preset: it ends bit-identical given identical batches, where the fast one's Adam
     # steps were seen to differ by 1e-7 between the two runs' input buffers.

@@ -14,7 +14,15 @@ def test_grid_is_the_most_nearly_square_that_fits(count):
 
 
 def test_known_grids():
-    assert [grid_shape(n) for n in (1, 2, 3, 5, 64, 65, 128)] == [(1, 1), (1, 2), (2, 2), (2, 3), (8, 8), (8, 9), (11, 12)]
+    assert [grid_shape(n) for n in (1, 2, 3, 5, 64, 65, 128)] == [
+        (1, 1),
+        (1, 2),
+        (2, 2),
+        (2, 3),
+        (8, 8),
+        (8, 9),
+        (11, 12),
+    ]
 
 
 def test_to_uint8_maps_the_tanh_range_to_bytes():

@@ -13,7 +13,6 @@ from dcgan.losses import LOSSES, gradient_penalty
 from dcgan.models import build_discriminator, build_generator
 from dcgan.training import Batches
 
-from conftest import tiny_config
 
 REAL = load_dataset("mnist-sample")[:32]
 
@@ -48,8 +47,13 @@ def test_the_penalty_steers_the_critics_update_and_is_in_its_loss():
     values = [trainer.train_step(REAL[:8], tf.constant(0, tf.int64)) for trainer in (plain, penalized)]
     # The same critic and images: only the penalty differs, and it is positive.
     assert float(values[1]["d_loss"]) > float(values[0]["d_loss"])
-    assert float(values[0]["d_loss"]) == pytest.approx(float(values[0]["d_fake"]) - float(values[0]["d_real"]), abs=1e-5)
-    assert any(not np.array_equal(a, b) for a, b in zip(plain.discriminator.get_weights(), penalized.discriminator.get_weights()))
+    assert float(values[0]["d_loss"]) == pytest.approx(
+        float(values[0]["d_fake"]) - float(values[0]["d_real"]), abs=1e-5
+    )
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(plain.discriminator.get_weights(), penalized.discriminator.get_weights())
+    )
 
 
 def test_wgan_clips_every_critic_weight_after_each_update():
@@ -116,7 +120,9 @@ def test_the_mlp_models_are_fully_connected_at_any_size_in_their_range():
     for model in (generator, discriminator):
         assert not {"Conv2D", "Conv2DTranspose"} & {type(layer).__name__ for layer in model.layers}
     assert [layer.units for layer in generator.layers if type(layer).__name__ == "Dense"] == [1200, 1200, 400]
-    with pytest.raises(UserError, match="image size 200 is not supported by --architecture mlp; use a size from 8 to 128"):
+    with pytest.raises(
+        UserError, match="image size 200 is not supported by --architecture mlp; use a size from 8 to 128"
+    ):
         build_generator(image_shape=(200, 200, 1), architecture="mlp")
     with pytest.raises(UserError, match="image size 30 is not supported; use one of 16, 20, 24, 28, 32"):
         build_generator(image_shape=(30, 30, 1), architecture="dcgan")
@@ -132,7 +138,9 @@ def test_each_papers_preset_is_its_recipe(preset):
         "lsgan": ("lsgan", "adam", 0.0002, 0.5, 64, 1),
     }[preset]
     assert (config.loss, config.optimizer, config.lr, config.beta1, config.batch_size, config.d_steps) == recipe
-    assert config.architecture == "dcgan" and config.ema == 0 and config.augment == "none" and config.feature_matching == 0
+    assert (
+        config.architecture == "dcgan" and config.ema == 0 and config.augment == "none" and config.feature_matching == 0
+    )
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -148,19 +156,19 @@ def test_each_papers_preset_is_its_recipe(preset):
     ({"architecture": "dcgan", "image_size": 30}, "image size 30 is not supported"),
     ({"lr": float("nan")}, "--lr nan is not a number"),
 ])
-def test_settings_that_cannot_work_are_refused_before_any_data_is_read(tmp_path, changes, message):
+def test_settings_that_cannot_work_are_refused_before_any_data_is_read(tiny_config, tmp_path, changes, message):
     config = dataclasses.replace(tiny_config(tmp_path), **changes)
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         dcgan.train(config)
     assert not (tmp_path / "weights").exists()
 
 
-def test_a_step_of_d_steps_batches_must_fit_in_the_data(tmp_path):
+def test_a_step_of_d_steps_batches_must_fit_in_the_data(tiny_config, tmp_path):
     with pytest.raises(UserError, match=r"a step takes 6000 images \(batch size 1200 x 5 discriminator updates\)"):
         dcgan.train(tiny_config(tmp_path, preset="wgan", batch_size=1200))
 
 
-def test_a_critics_run_shows_its_wasserstein_estimate_and_no_winning_warning(tmp_path, capsys):
+def test_a_critics_run_shows_its_wasserstein_estimate_and_no_winning_warning(tiny_config, tmp_path, capsys):
     dcgan.train(tiny_config(tmp_path, preset="wgan", batch_size=4, steps=2))
     line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("step 2/2  ")][0]
     assert "W estimate" in line and "D(G(z))" not in line
@@ -188,5 +196,11 @@ def test_curves_widen_the_score_panel_to_a_critics_scores(tmp_path):
     critic = figure(lambda step: 2 + 2 * step / 200, d_loss=-1.0)  # real scores rising from 2 to 4
     assert critic.axes[1].get_ylim()[1] >= 4 and critic.axes[0].get_yscale() == "linear"
     probabilities = figure(lambda step: 0.6, d_loss=0.7)
-    assert probabilities.axes[1].get_ylim() == pytest.approx((-0.02, 1.02)) and probabilities.axes[0].get_yscale() == "log"
-    assert [text.get_text() for text in probabilities.axes[2].get_legend().get_texts()] == ["on real", "on generated", "augment p"]
+    assert (
+        probabilities.axes[1].get_ylim() == pytest.approx((-0.02, 1.02)) and probabilities.axes[0].get_yscale() == "log"
+    )
+    assert [text.get_text() for text in probabilities.axes[2].get_legend().get_texts()] == [
+        "on real",
+        "on generated",
+        "augment p",
+    ]

@@ -8,8 +8,6 @@ from dcgan.models import (LATENT_DIM, build_discriminator, build_generator, disc
                           discriminator_head, run_generator, upsampled_conv)
 from dcgan.trainer import feature_distance
 
-from conftest import classic_trainer
-
 
 def layer_summary(model):
     return [(type(layer).__name__, tuple(layer.output.shape[1:])) for layer in model.layers]
@@ -31,7 +29,9 @@ def test_generator_is_the_classic_design():
         ("Conv2D", (28, 28, 1)),
         ("Activation", (28, 28, 1)),
     ]
-    assert [layer.activation.__name__ for layer in generator.layers if type(layer).__name__ == "Activation"] == ["tanh"] * 4
+    assert [layer.activation.__name__ for layer in generator.layers if type(layer).__name__ == "Activation"] == [
+        "tanh"
+    ] * 4
     assert generator.input_shape == (None, LATENT_DIM)
     dense = (100 * 1024 + 1024) + (1024 * 6272 + 6272)
     batch_norm = 4 * 6272
@@ -65,9 +65,13 @@ def test_discriminator_in_two_parts_is_its_last_hidden_layer_then_its_score():
     discriminator = build_discriminator(activation="leaky_relu")
     images = np.random.default_rng(0).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
     features = discriminator_features(discriminator, images)
-    last_hidden = keras.Model(discriminator.layers[0].input, discriminator.layers[-3].output)  # the activation after Dense 1024
+    last_hidden = keras.Model(
+        discriminator.layers[0].input, discriminator.layers[-3].output
+    )  # the activation after Dense 1024
     np.testing.assert_allclose(features, last_hidden(images, training=True), atol=1e-6)
-    np.testing.assert_allclose(discriminator_head(discriminator, features), discriminator(images, training=True), atol=1e-6)
+    np.testing.assert_allclose(
+        discriminator_head(discriminator, features), discriminator(images, training=True), atol=1e-6
+    )
 
 
 def test_feature_distance_is_the_squared_distance_between_mean_features():
@@ -76,7 +80,7 @@ def test_feature_distance_is_the_squared_distance_between_mean_features():
     assert float(feature_distance(real, real[::-1])) == 0.0  # the same features in another order: the same mean
 
 
-def test_feature_matching_makes_the_generator_step_depend_on_the_real_batch():
+def test_feature_matching_makes_the_generator_step_depend_on_the_real_batch(classic_trainer):
     first, second = np.random.default_rng(2).uniform(-1, 1, (2, 4, 28, 28, 1)).astype(np.float32)
     for weight, depends in ((0.0, False), (1.0, True)):
         trained = []
@@ -96,7 +100,9 @@ def test_leaky_relu_replaces_only_the_hidden_tanh_layers():
         classic, leaky = build(), build(activation="leaky_relu")
         kinds = [type(layer).__name__ for layer in leaky.layers]
         classic_kinds = [type(layer).__name__ for layer in classic.layers]
-        assert kinds == ["LeakyReLU" if kind == "Activation" else kind for kind in classic_kinds[:-1]] + [classic_kinds[-1]]
+        assert kinds == ["LeakyReLU" if kind == "Activation" else kind for kind in classic_kinds[:-1]] + [
+            classic_kinds[-1]
+        ]
         assert {layer.negative_slope for layer in leaky.layers if type(layer).__name__ == "LeakyReLU"} == {0.2}
         assert leaky.layers[-1].activation.__name__ == classic.layers[-1].activation.__name__
         assert leaky.count_params() == classic.count_params()
@@ -111,7 +117,7 @@ def changed(before, after):
 
 
 @pytest.mark.parametrize("feature_matching", [0.0, 1.0])
-def test_each_step_trains_only_its_own_model_over_alternating_steps(feature_matching):
+def test_each_step_trains_only_its_own_model_over_alternating_steps(classic_trainer, feature_matching):
     trainer = classic_trainer(seed=3, feature_matching=feature_matching)
     generator, discriminator = trainer.generator, trainer.discriminator
     generator_trainable = [i for i, v in enumerate(generator.variables) if v.trainable]
@@ -126,12 +132,14 @@ def test_each_step_trains_only_its_own_model_over_alternating_steps(feature_matc
 
         g_before, d_before = snapshot(generator), snapshot(discriminator)
         trainer.generator_step(trainer.noise(4, 2 * step + 1), generator_draws, real_features)
-        assert not any(changed(d_before, snapshot(discriminator))), f"step {step}: generator step changed the discriminator"
+        assert not any(changed(d_before, snapshot(discriminator))), (
+            f"step {step}: generator step changed the discriminator"
+        )
         g_changed = changed(g_before, snapshot(generator))
         assert all(g_changed[i] for i in generator_trainable), f"step {step}: a generator variable did not learn"
 
 
-def test_full_step_changes_both_models_and_reports_scores():
+def test_full_step_changes_both_models_and_reports_scores(classic_trainer):
     trainer = classic_trainer(seed=3)
     real = np.random.default_rng(1).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
     g_before, d_before = snapshot(trainer.generator), snapshot(trainer.discriminator)
@@ -143,7 +151,7 @@ def test_full_step_changes_both_models_and_reports_scores():
 
 
 @pytest.mark.parametrize("stream", [0, 7])
-def test_noise_is_uniform_in_unit_range_and_a_pure_function_of_seed_and_stream(stream):
+def test_noise_is_uniform_in_unit_range_and_a_pure_function_of_seed_and_stream(classic_trainer, stream):
     trainer = classic_trainer(seed=5)
     noise = trainer.noise(256, stream).numpy()
     assert noise.shape == (256, LATENT_DIM)
@@ -166,7 +174,9 @@ def test_upsampled_conv_equals_upsampling_then_conv_in_values_and_gradients(heig
         fast = upsampled_conv(images, *weights)
         expected_loss, fast_loss = tf.reduce_sum(tf.sin(expected)), tf.reduce_sum(tf.sin(fast))
     np.testing.assert_allclose(fast.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
-    for fast_gradient, expected_gradient in zip(tape.gradient(fast_loss, [images, *weights]), tape.gradient(expected_loss, [images, *weights])):
+    for fast_gradient, expected_gradient in zip(
+        tape.gradient(fast_loss, [images, *weights]), tape.gradient(expected_loss, [images, *weights])
+    ):
         scale = np.abs(expected_gradient.numpy()).max()
         np.testing.assert_allclose(fast_gradient.numpy(), expected_gradient.numpy(), atol=1e-5 * scale)
 
@@ -178,7 +188,9 @@ def test_run_generator_equals_the_keras_generator_and_updates_batch_norm_alike(t
     twin = build_generator()
     twin.set_weights(generator.get_weights())
     noise = tf.constant(np.random.default_rng(0).uniform(-1, 1, (8, LATENT_DIM)).astype(np.float32))
-    np.testing.assert_allclose(run_generator(twin, noise, training).numpy(), generator(noise, training=training).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        run_generator(twin, noise, training).numpy(), generator(noise, training=training).numpy(), atol=1e-5
+    )
     for fast, expected in zip(twin.non_trainable_weights, generator.non_trainable_weights):
         np.testing.assert_allclose(fast.numpy(), expected.numpy(), atol=1e-6)
     assert not training or not np.array_equal(generator.non_trainable_weights[0].numpy(), np.zeros(6272))

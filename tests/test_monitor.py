@@ -13,12 +13,11 @@ from dcgan.datasets import load_dataset
 from dcgan.monitor import STEP_VALUES, HealthCheck, Progress, clock, diversity
 from dcgan.plots import animate_grids, plot_curves, smooth
 
-from conftest import classic_trainer, metrics_rows, run_dcgan, tiny_config
 
 REAL = load_dataset("mnist-sample")[:64]
 
 
-def test_metrics_hold_the_discriminators_accuracy_on_both_halves(trained):
+def test_metrics_hold_the_discriminators_accuracy_on_both_halves(metrics_rows, trained):
     config, _ = trained
     rows = metrics_rows(config.weights_dir)
     for row in rows:
@@ -28,7 +27,7 @@ def test_metrics_hold_the_discriminators_accuracy_on_both_halves(trained):
     assert any(float(r["d_acc_real"]) != float(r["d_acc_fake"]) for r in rows)
 
 
-def test_accuracy_is_the_share_of_right_calls(tmp_path):
+def test_accuracy_is_the_share_of_right_calls(classic_trainer, tmp_path):
     trainer = classic_trainer(seed=0)
     real = load_dataset("mnist-sample")[:16]
     before = trainer.discriminator.get_weights()
@@ -42,10 +41,20 @@ def test_accuracy_is_the_share_of_right_calls(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, trainer.discriminator.get_weights()))
 
 
-def test_progress_line_reports_time_left_accuracy_and_speed(tmp_path, capsys):
+def test_progress_line_reports_time_left_accuracy_and_speed(tiny_config, tmp_path, capsys):
     dcgan.train(tiny_config(tmp_path, steps=3))
-    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("step 3/3  ")][0]
-    for part in (" elapsed, 0:00 left", "d_loss", "g_loss", "D(x)", "D(G(z))", "epoch 1/30", "D accuracy real", "fake", "img/s"):
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("step 3/3  ")][0]
+    for part in (
+        " elapsed, 0:00 left",
+        "d_loss",
+        "g_loss",
+        "D(x)",
+        "D(G(z))",
+        "epoch 1/30",
+        "D accuracy real",
+        "fake",
+        "img/s",
+    ):
         assert part in line
 
 
@@ -67,7 +76,9 @@ def test_time_left_is_to_the_first_end_and_the_line_fits_the_terminal(monkeypatc
     assert limited.seconds_left() == pytest.approx(120 - 65.5), "the minutes end the run before its steps"
     assert "1:06 elapsed, 0:54 left" in limited.line()
     for width in (60, 79, 120):
-        assert len(limited.line(width)) <= width and limited.line(width).startswith("step 111/1000  1:06 elapsed, 0:54 left")
+        assert len(limited.line(width)) <= width and limited.line(width).startswith(
+            "step 111/1000  1:06 elapsed, 0:54 left"
+        )
     assert "img/s" not in limited.line(79) and "img/s" in limited.line(None)
     # What fits of the rest: the epoch's 10 characters do after the losses, the scores' 22 do not.
     assert limited.line(79) == "step 111/1000  1:06 elapsed, 0:54 left  d_loss 0.500 g_loss 0.500  epoch 3/20"
@@ -123,7 +134,7 @@ def test_a_collapsed_sample_grid_is_reported_after_the_warmup():
     assert check.after_grid(1000, copies) is not None
 
 
-def test_tensorboard_reads_the_scalars_and_sample_grids(trained):
+def test_tensorboard_reads_the_scalars_and_sample_grids(metrics_rows, trained):
     config, _ = trained
     events = EventAccumulator(config.logdir, size_guidance={"scalars": 0, "images": 0})
     events.Reload()
@@ -148,7 +159,9 @@ def test_a_run_ends_with_curves_and_an_animation_of_its_grids(trained):
         assert png.size == (900, 750)
         pixels = np.array(png.convert("RGB"))
     # The d_loss curve's red and the g_loss curve's blue are drawn.
-    assert np.any((pixels[..., 0] > 150) & (pixels[..., 2] < 80)) and np.any((pixels[..., 2] > 150) & (pixels[..., 0] < 80))
+    assert np.any((pixels[..., 0] > 150) & (pixels[..., 2] < 80)) and np.any(
+        (pixels[..., 2] > 150) & (pixels[..., 0] < 80)
+    )
     with Image.open(samples / "fakes.gif") as gif:
         assert gif.n_frames == 2 and gif.size == (4 * 28, 3 * 28 + 20)
         gif.seek(1)
@@ -172,7 +185,7 @@ def test_curves_and_animation_refuse_what_is_not_a_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
 
 
-def test_plot_command_redraws_a_runs_pictures_without_tensorflow(trained, tmp_path):
+def test_plot_command_redraws_a_runs_pictures_without_tensorflow(run_dcgan, trained, tmp_path):
     config, _ = trained
     samples = Path(config.samples_dir)
     for name in ("curves.png", "fakes.gif"):

@@ -14,8 +14,6 @@ from dcgan.models import build_discriminator, build_generator
 from dcgan.presets import PRESETS
 from dcgan.training import Batches
 
-from conftest import classic_trainer, metrics_rows, tiny_config
-
 
 def classic_keras_loop(initial, images, steps, batch_size):
     """The classic keras-dcgan loop, written with Keras' own compile and train_on_batch.
@@ -30,7 +28,9 @@ def classic_keras_loop(initial, images, steps, batch_size):
     d_on_g = keras.Sequential([generator, discriminator])
     d_on_g.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
     discriminator.trainable = True
-    discriminator.compile(loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True))
+    discriminator.compile(
+        loss="binary_crossentropy", optimizer=keras.optimizers.SGD(0.0005, momentum=0.9, nesterov=True)
+    )
     batches = Batches(images, initial.seed, batch_size)
     for step in range(steps):
         real = batches(step)
@@ -46,7 +46,7 @@ def largest_difference(weights, other):
     return max(float(np.abs(a - b).max()) for a, b in zip(weights, other, strict=True))
 
 
-def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
+def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tiny_config, tmp_path):
     steps = 3
 
     def config_for(preset):
@@ -63,7 +63,9 @@ def test_the_classic_preset_trains_exactly_as_the_classic_keras_loop(tmp_path):
 
 
 @pytest.mark.parametrize("fake_batch_norm, batch_statistics", [("moving", False), ("batch", True)])
-def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_batch_norm, batch_statistics):
+def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(
+    classic_trainer, fake_batch_norm, batch_statistics
+):
     # A new generator's running averages (mean 0, variance 1) are far from its batches' statistics,
     # so the two ways of drawing the generated images give different losses.
     trainer = classic_trainer(fake_batch_norm=fake_batch_norm)
@@ -76,7 +78,7 @@ def test_the_discriminator_learns_real_images_as_one_and_generated_as_zero(fake_
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
+def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players(classic_trainer):
     adam, sgd = classic_trainer(lr=0.0002, optimizer="adam"), classic_trainer(optimizer="sgd")
     for optimizer in adam.optimizers().values():
         assert isinstance(optimizer, keras.optimizers.Adam)
@@ -97,7 +99,7 @@ def test_the_optimizer_choice_builds_adam_or_sgd_for_both_players():
         classic_trainer(optimizer="adagrad")
 
 
-def test_the_generator_learns_at_half_its_rate_from_the_halving_step():
+def test_the_generator_learns_at_half_its_rate_from_the_halving_step(classic_trainer):
     real = load_dataset("mnist-sample")[:8]
     halving, steady = (classic_trainer(lr=0.0002, optimizer="adam", generator_lr=0.0005, halve_generator_lr_at=at)
                        for at in (1, None))
@@ -122,12 +124,14 @@ def test_the_generator_learns_at_half_its_rate_from_the_halving_step():
     assert float(resumed.g_optimizer.learning_rate) == np.float32(0.00025)
 
 
-def test_presets_fill_the_settings_that_are_not_given(tmp_path):
+def test_presets_fill_the_settings_that_are_not_given(tiny_config, tmp_path):
     assert TrainConfig().optimizer == PRESETS["fast"]["optimizer"] == TrainConfig.from_preset().optimizer
     classic = TrainConfig.from_preset("classic", lr=0.001, batch_size=64)
     assert (classic.preset, classic.activation, classic.optimizer, classic.lr, classic.ema, classic.batch_size) == (
         "classic", "tanh", "sgd", 0.001, 0.0, 64)
-    with pytest.raises(UserError, match="unknown preset 'best'; choose one of fast, classic, dcgan-paper, wgan, wgan-gp, lsgan"):
+    with pytest.raises(
+        UserError, match="unknown preset 'best'; choose one of fast, classic, dcgan-paper, wgan, wgan-gp, lsgan"
+    ):
         TrainConfig.from_preset("best")
     with pytest.raises(UserError, match=r"EMA decay 1.5 is outside \[0, 1\)"):
         dcgan.train(tiny_config(tmp_path, ema=1.5))
@@ -145,7 +149,7 @@ def trained_values(model):
     return [v.numpy() for v in model.trainable_variables]
 
 
-def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_weights():
+def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_weights(classic_trainer):
     trainer, plain = classic_trainer(lr=0.0002, optimizer="adam", ema=0.9), classic_trainer(lr=0.0002, optimizer="adam")
     assert plain.average_generator is None and plain.sampling_generator() is plain.generator
     assert trainer.sampling_generator() is trainer.average_generator
@@ -160,13 +164,17 @@ def test_the_average_generator_is_the_warmed_up_moving_average_of_the_trained_we
     assert largest_difference(values(trainer.average_generator), values(trainer.generator)) > 1e-5
 
 
-def test_with_an_average_the_saved_generator_is_the_average_and_the_trained_one_is_kept_to_resume(tmp_path):
+def test_with_an_average_the_saved_generator_is_the_average_and_the_trained_one_is_kept_to_resume(
+    tiny_config, tmp_path
+):
     config = tiny_config(tmp_path, ema=0.9, steps=4)
     trainer = dcgan.train(config)
     weights = Path(config.weights_dir)
     assert {p.name for p in (weights / "snapshots" / "step0000004").glob("*.weights.h5")} == {
         "generator.weights.h5", "discriminator.weights.h5", "training_generator.weights.h5"}
-    for saved, live in zip(dcgan.load_generator(weights).get_weights(), trainer.average_generator.get_weights(), strict=True):
+    for saved, live in zip(
+        dcgan.load_generator(weights).get_weights(), trainer.average_generator.get_weights(), strict=True
+    ):
         np.testing.assert_array_equal(saved, live)
     resumed = dcgan.train(dataclasses.replace(config, steps=5), resume=True)
     straight = dcgan.train(dataclasses.replace(config, steps=5, weights_dir=str(tmp_path / "straight")))
@@ -175,7 +183,7 @@ def test_with_an_average_the_saved_generator_is_the_average_and_the_trained_one_
             np.testing.assert_array_equal(a, b)
 
 
-def elapsed_seconds(config):
+def elapsed_seconds(metrics_rows, config):
     return [float(row["elapsed_seconds"]) for row in metrics_rows(config.weights_dir)]
 
 
@@ -184,10 +192,12 @@ def ends_at_the_first_step_past(limit, elapsed):
     return elapsed and all(seconds < limit for seconds in elapsed[:-1]) and elapsed[-1] >= limit
 
 
-def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_earlier_time(tmp_path, capsys):
+def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_earlier_time(
+    tiny_config, metrics_rows, tmp_path, capsys
+):
     config = tiny_config(tmp_path, steps=100_000, minutes=0.15, sample_every=100_000, save_every=100_000)
     dcgan.train(config)
-    elapsed = elapsed_seconds(config)
+    elapsed = elapsed_seconds(metrics_rows, config)
     assert ends_at_the_first_step_past(9, elapsed)
     run = json.loads((Path(config.weights_dir) / "run.json").read_text())
     assert run["step"] == len(elapsed), "the last step is saved"
@@ -197,5 +207,5 @@ def test_a_time_limit_ends_the_run_at_the_first_step_past_it_and_resume_counts_e
     assert "Nothing to do" in capsys.readouterr().out
     longer = dataclasses.replace(config, minutes=0.25)
     dcgan.train(longer, resume=True)
-    resumed = elapsed_seconds(longer)
+    resumed = elapsed_seconds(metrics_rows, longer)
     assert resumed[: len(elapsed)] == elapsed and ends_at_the_first_step_past(15, resumed[len(elapsed):])

@@ -20,8 +20,6 @@ from dcgan import TrainConfig, Trainer, UserError, load_discriminator, load_gene
 from dcgan.datasets import MNIST_SAMPLE
 from dcgan.weights import load_checkpoint, snapshot_steps
 
-from conftest import logged_steps, metrics_rows, run_dcgan, tiny_config, wait_for
-
 
 def all_state(trainer):
     models = [w for model in trainer.models().values() for w in model.get_weights()]
@@ -29,7 +27,7 @@ def all_state(trainer):
     return models + optimizers + [trainer.augment_probability.numpy()]
 
 
-def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
+def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tiny_config, metrics_rows, tmp_path):
     # A low augment target, so that the augment probability moves in these few steps and must be resumed too,
     # and the generator's rate halves after the resume.
     settings = {"save_every": 3, "augment_target": 0.01, "halve_generator_lr_at": 6}
@@ -44,14 +42,19 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
 
     for a, b in zip(all_state(straight), all_state(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
-    straight_rows, split_rows = metrics_rows(tmp_path / "straight" / "weights"), metrics_rows(tmp_path / "split" / "weights")
+    straight_rows, split_rows = (
+        metrics_rows(tmp_path / "straight" / "weights"),
+        metrics_rows(tmp_path / "split" / "weights"),
+    )
     assert [r["step"] for r in split_rows] == [str(s) for s in range(1, 9)]
     for column in ("d_loss", "augment_p"):
         assert [r[column] for r in split_rows] == [r[column] for r in straight_rows]
     elapsed = [float(r["elapsed_seconds"]) for r in split_rows]
     assert elapsed == sorted(elapsed), "elapsed time carries on across the resume"
     grid = "fakes_epoch0001_step0000008.png"
-    assert (tmp_path / "split" / "samples" / grid).read_bytes() == (tmp_path / "straight" / "samples" / grid).read_bytes()
+    assert (tmp_path / "split" / "samples" / grid).read_bytes() == (
+        tmp_path / "straight" / "samples" / grid
+    ).read_bytes()
     run = json.loads((tmp_path / "split" / "weights" / "run.json").read_text())
     assert run["step"] == 8 and run["config"]["steps"] == 8
     assert run["augment_probability"] == float(straight.augment_probability.numpy())
@@ -79,7 +82,7 @@ def test_stopping_and_resuming_gives_the_same_run_bit_for_bit(tmp_path):
     # The same digits under another name: a machine without Fashion-MNIST can still run this.
     ({"dataset": str(MNIST_SAMPLE)}, f"--dataset {MNIST_SAMPLE}: the saved run used mnist-sample"),
 ])
-def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_path, change, message):
+def test_resume_refuses_settings_that_conflict_with_the_saved_run(tiny_config, trained, tmp_path, change, message):
     config, _ = trained
     weights = shutil.copytree(config.weights_dir, tmp_path / "weights")
     with pytest.raises(UserError, match=message):
@@ -87,7 +90,7 @@ def test_resume_refuses_settings_that_conflict_with_the_saved_run(trained, tmp_p
     assert snapshot_steps(weights) == [4, 6]
 
 
-def test_resume_refuses_changed_data_and_allows_longer_runs(tmp_path):
+def test_resume_refuses_changed_data_and_allows_longer_runs(tiny_config, tmp_path):
     with np.load(dcgan.datasets.MNIST_SAMPLE) as arrays:
         digits = arrays["x"]
     dataset = tmp_path / "digits.npz"
@@ -101,13 +104,13 @@ def test_resume_refuses_changed_data_and_allows_longer_runs(tmp_path):
     assert snapshot_steps(tmp_path / "weights") == [2, 3, 5]
 
 
-def test_resume_needs_a_checkpoint(tmp_path):
+def test_resume_needs_a_checkpoint(tiny_config, tmp_path):
     (tmp_path / "weights").mkdir()
     with pytest.raises(UserError, match="no checkpoint to resume"):
         dcgan.train(tiny_config(tmp_path), resume=True)
 
 
-def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
+def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tiny_config, tmp_path):
     dcgan.train(tiny_config(tmp_path / "two", steps=5, save_every=1, keep=2))
     assert snapshot_steps(tmp_path / "two" / "weights") == [4, 5]
     dcgan.train(tiny_config(tmp_path / "all", steps=5, save_every=1, keep=0))
@@ -126,9 +129,11 @@ def test_snapshots_keep_the_newest_k_and_each_is_a_weights_folder(tmp_path):
     assert sizes[1] < 0.35 * sizes[5]
 
 
-def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
     # An absurd learning rate overflows float32 on the second step.
-    config = tiny_config(tmp_path, steps=10, save_every=1, lr=1e38, preset="classic", architecture="classic")  # SGD: finite for one step
+    config = tiny_config(
+        tmp_path, steps=10, save_every=1, lr=1e38, preset="classic", architecture="classic"
+    )  # SGD: finite for one step
     with pytest.raises(UserError, match=r"d_loss became (inf|nan) at step 2.*last good checkpoint \(step 1\)"):
         dcgan.train(config)
     assert snapshot_steps(tmp_path / "weights") == [1]
@@ -138,14 +143,27 @@ def test_nan_or_infinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path)
 
 
 def start_training(folder, *args, limit_file_size=None, stderr=subprocess.PIPE):
-    command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--architecture", "mlp",
-               "--batch-size", "4", "--sample-every", "1000", *map(str, args)]
+    command = [
+        str(Path(sys.executable).parent / "dcgan"),
+        "train",
+        "--dataset",
+        "mnist-sample",
+        "--architecture",
+        "mlp",
+        "--batch-size",
+        "4",
+        "--sample-every",
+        "1000",
+        *map(str, args),
+    ]
     limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size,) * 2)) if limit_file_size else None
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=limit)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, signal_number):
+def test_a_signal_stops_after_the_step_saves_and_resume_continues(
+    metrics_rows, logged_steps, wait_for, tmp_path, signal_number
+):
     process = start_training(tmp_path, "--steps", 100000, "--save-every", 100000)
     wait_for(lambda: logged_steps(tmp_path / "weights") >= 3)
     process.send_signal(signal_number)
@@ -171,7 +189,7 @@ def test_a_signal_stops_after_the_step_saves_and_resume_continues(tmp_path, sign
         assert [int(r["step"]) for r in metrics_rows(tmp_path / "weights")] == list(range(1, stopped_at + 3))
 
 
-def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
+def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(wait_for, tmp_path):
     with open(tmp_path / "stderr.txt", "w") as stderr:
         process = start_training(tmp_path, "--steps", 100000, "--save-every", 2, stderr=stderr)
         wait_for(lambda: len(snapshot_steps(tmp_path / "weights")) >= 1)
@@ -187,7 +205,7 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(tmp_path):
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
 
-def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_path):
+def test_killed_at_random_moments_while_saving_the_folder_always_resumes(metrics_rows, wait_for, tmp_path):
     rng = random.Random(0)
     for attempt in range(2):
         resume = ["--resume"] if snapshot_steps(tmp_path / "weights") else []
@@ -210,7 +228,7 @@ def test_killed_at_random_moments_while_saving_the_folder_always_resumes(tmp_pat
     assert [int(r["step"]) for r in metrics_rows(tmp_path / "weights")] == list(range(1, last + 2))
 
 
-def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_survives(tmp_path):
+def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_survives(tiny_config, tmp_path):
     dcgan.train(tiny_config(tmp_path, batch_size=4, steps=2, save_every=2))
     before = (tmp_path / "weights" / "snapshots" / "step0000002" / "generator.weights.h5").read_bytes()
     # No file may grow past 1 MB: the next generator weights file (27 MB) cannot be written.
@@ -223,7 +241,7 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_s
     assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")]
 
 
-def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, tmp_path):
+def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(run_dcgan, trained, tmp_path):
     config, _ = trained
     weights = tmp_path / "weights"
     (weights / "snapshots").mkdir(parents=True)
@@ -243,34 +261,66 @@ def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(trained, 
     assert "Resuming at step 6" in resumed.stdout and read_run_info(weights)["step"] == 7
 
 
-@pytest.mark.parametrize("trained_with, forgotten, kept, refusals", [
-    # A run.json from before presets has no preset, activation, optimizer, ema, augment or generator_lr:
-    # it trained the classic way.
-    ({"preset": "classic"}, ("preset", "activation", "optimizer", "ema", "augment", "generator_lr"), {"preset": "classic", "optimizer": "sgd"},
-     [(["--optimizer", "adam"], "--optimizer adam: the saved run used sgd")]),
-    # One from before augmentation trained without it, and its generator at --lr, not at the fast preset's 0.0005
-    # (the generator had no rate of its own yet).
-    ({"augment": "none", "generator_lr": None}, ("augment", "generator_lr"), {"preset": "fast", "augment": "none", "generator_lr": None},
-     [(["--augment", "cutout"], "--augment cutout: the saved run used none"),
-      (["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none")]),
-    # One from before augmentation adapted augmented every image, and logged no augment probability; from
-    # before fake_batch_norm it drew the discriminator's generated images as the classic does; from before
-    # feature_matching it trained without it, and from before halve_generator_lr_at it kept the generator's rate.
-    ({"augment_target": None, "fake_batch_norm": "moving", "feature_matching": 0.0, "halve_generator_lr_at": None},
-     ("augment_target", "fake_batch_norm", "feature_matching", "halve_generator_lr_at"),
-     {"preset": "fast", "augment": "translation,cutout", "augment_target": None, "fake_batch_norm": "moving",
-      "feature_matching": 0.0, "halve_generator_lr_at": None},
-     [(["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none"),
-      (["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving"),
-      (["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0"),
-      (["--halve-generator-lr-at", "4000"], "--halve-generator-lr-at 4000: the saved run used none")]),
-])
-def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, trained_with, forgotten, kept, refusals):
+@pytest.mark.parametrize(
+    "trained_with, forgotten, kept, refusals",
+    [
+        # A run.json from before presets has no preset, activation, optimizer, ema, augment or generator_lr:
+        # it trained the classic way.
+        (
+            {"preset": "classic"},
+            ("preset", "activation", "optimizer", "ema", "augment", "generator_lr"),
+            {"preset": "classic", "optimizer": "sgd"},
+            [(["--optimizer", "adam"], "--optimizer adam: the saved run used sgd")],
+        ),
+        # One from before augmentation trained without it, and its generator at --lr, not at the fast preset's 0.0005
+        # (the generator had no rate of its own yet).
+        (
+            {"augment": "none", "generator_lr": None},
+            ("augment", "generator_lr"),
+            {"preset": "fast", "augment": "none", "generator_lr": None},
+            [
+                (["--augment", "cutout"], "--augment cutout: the saved run used none"),
+                (["--generator-lr", "0.0005"], "--generator-lr 0.0005: the saved run used none"),
+            ],
+        ),
+        # One from before augmentation adapted augmented every image, and logged no augment probability; from
+        # before fake_batch_norm it drew the discriminator's generated images as the classic does; from before
+        # feature_matching it trained without it, and from before halve_generator_lr_at it kept the generator's rate.
+        (
+            {
+                "augment_target": None,
+                "fake_batch_norm": "moving",
+                "feature_matching": 0.0,
+                "halve_generator_lr_at": None,
+            },
+            ("augment_target", "fake_batch_norm", "feature_matching", "halve_generator_lr_at"),
+            {
+                "preset": "fast",
+                "augment": "translation,cutout",
+                "augment_target": None,
+                "fake_batch_norm": "moving",
+                "feature_matching": 0.0,
+                "halve_generator_lr_at": None,
+            },
+            [
+                (["--augment-target", "0.7"], "--augment-target 0.7: the saved run used none"),
+                (["--fake-batch-norm", "batch"], "--fake-batch-norm batch: the saved run used moving"),
+                (["--feature-matching", "1"], "--feature-matching 1.0: the saved run used 0.0"),
+                (["--halve-generator-lr-at", "4000"], "--halve-generator-lr-at 4000: the saved run used none"),
+            ],
+        ),
+    ],
+)
+def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(
+    tiny_config, metrics_rows, tmp_path, trained_with, forgotten, kept, refusals
+):
     dcgan.train(tiny_config(tmp_path, steps=4, **trained_with))
-    forget_settings(tmp_path / "weights", *forgotten)
+    forget_settings(metrics_rows, tmp_path / "weights", *forgotten)
     # The command in this process (the installed one in a child process is tested above): a child's TensorFlow
     # start-up, seven times over, would be most of this test's time.
-    resumed = CliRunner().invoke(main, ["train", "--resume", "--weights-dir", str(tmp_path / "weights"), "--steps", "6"])
+    resumed = CliRunner().invoke(
+        main, ["train", "--resume", "--weights-dir", str(tmp_path / "weights"), "--steps", "6"]
+    )
     assert resumed.exit_code == 0, resumed.output
     saved = json.loads((tmp_path / "weights" / "run.json").read_text())
     assert saved["step"] == 6 and {name: saved["config"][name] for name in kept} == kept
@@ -279,11 +329,13 @@ def test_a_run_saved_before_a_setting_existed_resumes_as_it_trained(tmp_path, tr
     assert saved["augment_probability"] == float(augmented)
     assert [row["augment_p"] for row in metrics_rows(tmp_path / "weights")] == [str(int(augmented))] * 6
     for refused, message in refusals:
-        refusal = CliRunner().invoke(main, ["train", "--resume", "--weights-dir", str(tmp_path / "weights"), "--steps", "8", *refused])
+        refusal = CliRunner().invoke(
+            main, ["train", "--resume", "--weights-dir", str(tmp_path / "weights"), "--steps", "8", *refused]
+        )
         assert refusal.exit_code != 0 and message in refusal.output
 
 
-def forget_settings(weights_dir, *names):
+def forget_settings(metrics_rows, weights_dir, *names):
     """Make the run in `weights_dir` look like one saved before `names` were settings, and before the augment
     probability was saved and logged."""
     for run_file in Path(weights_dir).rglob("run.json"):

@@ -13,8 +13,6 @@ import dcgan
 from dcgan import UserError
 from dcgan.devices import use_threads
 
-from conftest import classic_trainer, tiny_config
-
 
 def test_threads_can_only_be_set_before_tensorflow_starts():
     tf.constant(1.0) + 1  # TensorFlow has started
@@ -62,7 +60,9 @@ def test_two_devices_train_like_one(settings):
         images, labels = images[pick], labels[pick]
         def weights_after_steps(devices):
             # The average and augmentation too.
-            config = dcgan.TrainConfig.from_preset(devices=devices, ema=0.9, augment="translation,cutout", **json.loads(sys.argv[1]))
+            config = dcgan.TrainConfig.from_preset(
+                devices=devices, ema=0.9, augment="translation,cutout", **json.loads(sys.argv[1])
+            )
             trainer = dcgan.Trainer(config, classes=10 if config.conditioning else 0)
             for step in range(4):
                 window = slice(step * 16 * config.d_steps, (step + 1) * 16 * config.d_steps)
@@ -74,14 +74,16 @@ def test_two_devices_train_like_one(settings):
         two, two_loss = weights_after_steps("/cpu:0,/cpu:1")
         print(max(float(np.abs(a - b).max()) for a, b in zip(one, two)), abs(one_loss - two_loss))
     """)
-    result = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(settings)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     weight_difference, loss_difference = map(float, result.stdout.split())
     # Float32 sums in another order: after 4 steps the weights agree to 1e-5 (seen: about 1e-7).
     assert weight_difference < 1e-5 and loss_difference < 1e-5
 
 
-def test_the_xla_step_matches_the_plain_one():
+def test_the_xla_step_matches_the_plain_one(classic_trainer):
     real = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
     plain, compiled = (classic_trainer(xla=xla, augment="translation,cutout") for xla in (False, True))
     for step in range(2):
@@ -93,12 +95,12 @@ def test_the_xla_step_matches_the_plain_one():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_batch_must_split_evenly_across_devices(tmp_path):
+def test_batch_must_split_evenly_across_devices(tiny_config, tmp_path):
     with pytest.raises(UserError, match="does not split evenly across 3 devices"):
         dcgan.train(tiny_config(tmp_path, devices="CPU:0,CPU:1,CPU:2"))
 
 
-def test_mixed_precision_computes_in_float16_with_float32_weights_output_and_loss_scaling():
+def test_mixed_precision_computes_in_float16_with_float32_weights_output_and_loss_scaling(classic_trainer):
     trainer = classic_trainer(mixed_precision=True)
     assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
     assert trainer.generator.layers[0].compute_dtype == "float16"
@@ -112,7 +114,7 @@ def test_mixed_precision_computes_in_float16_with_float32_weights_output_and_los
     assert not np.array_equal(before, trainer.generator.get_weights()[0])
 
 
-def test_mixed_precision_is_refused_without_a_gpu(tmp_path):
+def test_mixed_precision_is_refused_without_a_gpu(tiny_config, tmp_path):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
     with pytest.raises(UserError, match="needs a GPU"):

@@ -25,7 +25,6 @@ from dcgan.semi_supervised import SEMI_SUPERVISIONS as HEADS
 from dcgan.semi_supervised import build_classifier, choose_labelled
 from dcgan.weights import RunFolder
 
-from conftest import tiny_config
 from test_family import all_state
 
 DIGITS = [str(digit) for digit in range(10)]
@@ -34,7 +33,7 @@ SEMI = {"architecture": "dcgan", "batch_size": 4, "save_every": 2, "keep": 0, "s
 
 
 @pytest.fixture(scope="module")
-def semi_run(tmp_path_factory):
+def semi_run(tiny_config, tmp_path_factory):
     """One tiny semi-supervised run on mnist-sample, shared by the tests that only read it."""
     config = tiny_config(tmp_path_factory.mktemp("semi"), semi_supervised="derived", steps=3, **SEMI)
     dcgan.train(config)
@@ -45,7 +44,7 @@ def test_the_command_line_names_every_head_the_library_has():
     assert SEMI_SUPERVISIONS == tuple(HEADS)
 
 
-def test_a_semi_supervised_run_reloads_in_plain_keras_and_resumes_bit_for_bit(tmp_path):
+def test_a_semi_supervised_run_reloads_in_plain_keras_and_resumes_bit_for_bit(tiny_config, tmp_path):
     straight = dcgan.train(tiny_config(tmp_path / "straight", semi_supervised="derived", steps=3, **SEMI))
     weights = tmp_path / "straight" / "weights"
     run = json.loads((weights / "run.json").read_text())
@@ -61,7 +60,9 @@ def test_a_semi_supervised_run_reloads_in_plain_keras_and_resumes_bit_for_bit(tm
     probabilities = classifier.predict(images, verbose=0)
     assert probabilities.shape == (6, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
-    np.testing.assert_allclose(probabilities, build_classifier(straight.discriminator)(images, training=False), atol=1e-5)
+    np.testing.assert_allclose(
+        probabilities, build_classifier(straight.discriminator)(images, training=False), atol=1e-5
+    )
 
     dcgan.train(tiny_config(tmp_path / "split", semi_supervised="derived", steps=2, **SEMI))
     resumed = dcgan.train(tiny_config(tmp_path / "split", semi_supervised="derived", steps=3, **SEMI), resume=True)
@@ -70,17 +71,21 @@ def test_a_semi_supervised_run_reloads_in_plain_keras_and_resumes_bit_for_bit(tm
 
 
 @pytest.mark.parametrize("head", SEMI_SUPERVISIONS)
-def test_each_heads_saved_discriminator_gives_the_probability_of_real_it_trains_on(tmp_path, head):
+def test_each_heads_saved_discriminator_gives_the_probability_of_real_it_trains_on(tiny_config, tmp_path, head):
     config = tiny_config(tmp_path, semi_supervised=head, **SEMI)
     trainer = Trainer(config, classes=10)
     data = load_labelled("mnist-sample")
     before = [variable.numpy() for variable in trainer.discriminator_variables]
-    trainer.train_step(data.train_images[:4], tf.constant(0, tf.int64), None, (data.train_images[4:8], data.train_labels[4:8]))
+    trainer.train_step(
+        data.train_images[:4], tf.constant(0, tf.int64), None, (data.train_images[4:8], data.train_labels[4:8])
+    )
     assert all(not np.array_equal(a, b.numpy()) for a, b in zip(before, trainer.discriminator_variables))
     trainer.discriminator.save(tmp_path / "discriminator.keras")
     discriminator = keras.saving.load_model(tmp_path / "discriminator.keras")
     images = data.test_images[:6]
-    logits = keras.Model(discriminator.inputs, discriminator.get_layer("class_logits").output).predict(images, verbose=0)
+    logits = keras.Model(discriminator.inputs, discriminator.get_layer("class_logits").output).predict(
+        images, verbose=0
+    )
     assert logits.shape == (6, 10 + (head == "extra"))
     # Z / (Z + 1) with Z the sum of the class logits' exponentials; with an extra class, 1 minus its softmax share.
     fake = np.exp(logits[:, 10]) if head == "extra" else 1.0
@@ -90,9 +95,11 @@ def test_each_heads_saved_discriminator_gives_the_probability_of_real_it_trains_
     assert trainer.judging.head(trainer.discriminator, features).shape == (6, 1)
 
 
-def test_the_classifier_learns_the_labelled_images(tmp_path):
+def test_the_classifier_learns_the_labelled_images(tiny_config, tmp_path):
     # The fully connected models: no batch norm, whose running averages would still be near their start after 40 steps.
-    config = tiny_config(tmp_path, semi_supervised="derived", steps=40, **{**SEMI, "batch_size": 8, "architecture": "mlp"})
+    config = tiny_config(
+        tmp_path, semi_supervised="derived", steps=40, **{**SEMI, "batch_size": 8, "architecture": "mlp"}
+    )
     data = load_labelled("mnist-sample")
     chosen = choose_labelled(data.train_labels, 20, config.seed, DIGITS)
     assert np.bincount(data.train_labels[chosen]).tolist() == [2] * 10, "two labelled images of each class"
@@ -102,7 +109,9 @@ def test_the_classifier_learns_the_labelled_images(tmp_path):
         probabilities = build_classifier(trainer.discriminator)(images, training=False).numpy()
         return -np.mean(np.log(probabilities[np.arange(len(labels)), labels]))
 
-    before = cross_entropy(Trainer(config, images.shape[1:], classes=10))  # the same seed: the weights training starts from
+    before = cross_entropy(
+        Trainer(config, images.shape[1:], classes=10)
+    )  # the same seed: the weights training starts from
     after = cross_entropy(dcgan.train(config))
     assert after < 0.6 * before, (before, after)
 
@@ -190,7 +199,7 @@ def test_classify_refuses_images_of_another_shape_and_a_run_without_classifier(s
     assert result.exit_code == 1 and "exists already" in result.output
 
 
-def test_a_folder_of_class_subfolders_trains_semi_supervised(tmp_path):
+def test_a_folder_of_class_subfolders_trains_semi_supervised(tiny_config, tmp_path):
     with np.load(MNIST_SAMPLE) as arrays:
         for label, name in ((0, "zero"), (1, "one")):
             (tmp_path / "data" / name).mkdir(parents=True)
@@ -203,7 +212,7 @@ def test_a_folder_of_class_subfolders_trains_semi_supervised(tmp_path):
     assert run["class_names"] == ["one", "zero"] and run["dataset_size"] == 16  # a fifth of each held out
 
 
-def test_overwriting_a_semi_supervised_run_leaves_none_of_its_files(semi_run, tmp_path):
+def test_overwriting_a_semi_supervised_run_leaves_none_of_its_files(tiny_config, semi_run, tmp_path):
     weights = tmp_path / "weights"
     shutil.copytree(semi_run, weights)
     assert (weights / "classifier.keras").exists() and (weights / "classifier.weights.h5").exists()
@@ -227,3 +236,15 @@ def test_a_run_saved_with_the_older_key_for_its_classes_still_classifies(semi_ru
     rows = classify(tmp_path / "two.npz", old)
     assert [label in DIGITS for _, label, _ in rows] == [True, True]
     assert RunFolder(old).class_names == DIGITS
+
+
+def test_classify_reads_run_json_once(semi_run, tmp_path, monkeypatch):
+    from dcgan import weights
+
+    reads = []
+    read_run_info = weights.read_run_info
+    monkeypatch.setattr(weights, "read_run_info", lambda folder: reads.append(folder) or read_run_info(folder))
+    np.savez(tmp_path / "two.npz", x=np.load(MNIST_SAMPLE)["x"][:2])
+    result = CliRunner().invoke(main, ["classify", str(tmp_path / "two.npz"), "--weights-dir", str(semi_run)])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 2 and len(reads) == 1

@@ -13,19 +13,27 @@ import dcgan
 from dcgan import Trainer, UserError, load_discriminator, load_generator
 from dcgan.monitor import METRICS_COLUMNS
 
-from conftest import tiny_config
-
 
 def test_run_writes_weights_config_and_metrics(trained):
     config, _ = trained
     weights = Path(config.weights_dir)
     assert sorted(p.name for p in weights.iterdir()) == [
-        "discriminator.keras", "discriminator.weights.h5", "generator.keras", "generator.weights.h5", "metrics.csv", "run.json",
-        "snapshots", "train.lock", "training_generator.keras", "training_generator.weights.h5",  # the default keeps a weight average
+        "discriminator.keras",
+        "discriminator.weights.h5",
+        "generator.keras",
+        "generator.weights.h5",
+        "metrics.csv",
+        "run.json",
+        "snapshots",
+        "train.lock",
+        "training_generator.keras",
+        "training_generator.weights.h5",  # the default keeps a weight average
     ]
     assert sorted(p.name for p in (weights / "snapshots").iterdir()) == ["step0000004", "step0000006"]
     run = json.loads((weights / "run.json").read_text())
-    assert run["config"]["dataset"] == "mnist-sample" and run["config"]["batch_size"] == 8 and run["config"]["seed"] == 0
+    assert (
+        run["config"]["dataset"] == "mnist-sample" and run["config"]["batch_size"] == 8 and run["config"]["seed"] == 0
+    )
     assert run["image_shape"] == [28, 28, 1] and run["latent_dim"] == 100
     assert run["step"] == 6 and run["epoch"] == 1 and run["dataset_size"] == 5000
     assert run["versions"]["keras"].startswith("3.") and run["versions"]["tensorflow"]
@@ -65,10 +73,12 @@ def test_saved_weights_are_the_trained_ones_and_differ_from_the_start(trained):
             np.testing.assert_array_equal(a, b)
     initial = Trainer(config)
     assert any(not np.array_equal(a, b) for a, b in zip(initial.generator.get_weights(), generator.get_weights()))
-    assert any(not np.array_equal(a, b) for a, b in zip(initial.discriminator.get_weights(), discriminator.get_weights()))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(initial.discriminator.get_weights(), discriminator.get_weights())
+    )
 
 
-def test_same_seed_same_run_other_seed_other_run(trained, tmp_path):
+def test_same_seed_same_run_other_seed_other_run(tiny_config, trained, tmp_path):
     config, trainer = trained
     again = dcgan.train(tiny_config(tmp_path / "again"))
     for a, b in zip(again.generator.get_weights() + again.discriminator.get_weights(),
@@ -85,15 +95,25 @@ def test_same_seed_trains_the_same_weights_in_separate_processes(tmp_path):
     # the threads take them would show here, and not within one process.
     command = [str(Path(sys.executable).parent / "dcgan"), "train", "--dataset", "mnist-sample", "--batch-size", "16",
                "--steps", "20", "--sample-every", "100", "--seed", "3"]
-    runs = [subprocess.Popen([*command, "--weights-dir", f"{name}/weights", "--samples-dir", f"{name}/samples"], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    runs = [
+        subprocess.Popen(
+            [*command, "--weights-dir", f"{name}/weights", "--samples-dir", f"{name}/samples"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     for run in runs:
         output, errors = run.communicate(timeout=300)
         assert run.returncode == 0, errors
         # A fresh process sets TensorFlow to run its ops one at a time, and so says nothing about it.
         assert "may train slightly different weights" not in output
     for load in (load_generator, load_discriminator):
-        for a, b in zip(load(tmp_path / "a" / "weights").get_weights(), load(tmp_path / "b" / "weights").get_weights(), strict=True):
+        for a, b in zip(
+            load(tmp_path / "a" / "weights").get_weights(), load(tmp_path / "b" / "weights").get_weights(), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
 
 
@@ -124,7 +144,7 @@ def test_two_trainers_of_the_same_seed_in_one_process_stay_identical_past_step_1
     assert float(finished.stdout.split()[-1]) == 0.0
 
 
-def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
+def test_epochs_shuffle_and_stop_at_the_step_cap(tiny_config, tmp_path):
     dataset = tmp_path / "tiny.npz"
     with np.load(dcgan.datasets.MNIST_SAMPLE) as arrays:
         np.savez(dataset, x=arrays["x"][::250])  # 20 images: 5 steps of 4 per epoch
@@ -142,7 +162,7 @@ def test_epochs_shuffle_and_stop_at_the_step_cap(tmp_path):
     assert sorted(first) == list(range(20)) and not np.array_equal(first, second)
 
 
-def test_an_existing_run_is_not_overwritten_without_asking(trained, tmp_path):
+def test_an_existing_run_is_not_overwritten_without_asking(tiny_config, trained, tmp_path):
     config, _ = trained
     before = (Path(config.weights_dir) / "generator.weights.h5").read_bytes()
     with pytest.raises(UserError, match="--overwrite"):
@@ -150,12 +170,12 @@ def test_an_existing_run_is_not_overwritten_without_asking(trained, tmp_path):
     assert (Path(config.weights_dir) / "generator.weights.h5").read_bytes() == before
 
 
-def test_batch_larger_than_the_dataset_is_refused(tmp_path):
+def test_batch_larger_than_the_dataset_is_refused(tiny_config, tmp_path):
     with pytest.raises(UserError, match="at most 5000"):
         dcgan.train(tiny_config(tmp_path, batch_size=5001))
 
 
-def test_paths_may_be_given_as_pathlib_paths(tmp_path):
+def test_paths_may_be_given_as_pathlib_paths(tiny_config, tmp_path):
     dcgan.train(tiny_config(tmp_path, steps=1, weights_dir=tmp_path / "w", samples_dir=tmp_path / "s"))
     saved = json.loads((tmp_path / "w" / "run.json").read_text())["config"]
     assert (saved["weights_dir"], saved["samples_dir"]) == (str(tmp_path / "w"), str(tmp_path / "s"))
