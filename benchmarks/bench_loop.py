@@ -28,22 +28,9 @@ SETTINGS = {
 def step_seconds(checkout, options, steps, folder):
     """The mean seconds of a step (after the first 10, which build and trace it) of one `dcgan train` run: the time
     from step 10 to the last, over the steps between (metrics.csv keeps milliseconds, coarse for one small step)."""
-    command = [
-        sys.executable,
-        "-c",
-        "import cli; cli.main()",
-        "train",
-        "--dataset",
-        "mnist-sample",
-        "--steps",
-        str(steps),
-        "--weights-dir",
-        f"{folder}/weights",
-        "--samples-dir",
-        f"{folder}/samples",
-        "--overwrite",
-        *options,
-    ]
+    train = ["train", "--dataset", "mnist-sample", "--steps", str(steps), "--overwrite",
+             "--weights-dir", f"{folder}/weights", "--samples-dir", f"{folder}/samples", *options]
+    command = [sys.executable, "-c", "import cli; cli.main()", *train]
     environment = {**os.environ, "PYTHONPATH": str(checkout), "TF_CPP_MIN_LOG_LEVEL": "3"}
     subprocess.run(command, cwd=folder, env=environment, check=True, capture_output=True, text=True)
     with open(f"{folder}/weights/metrics.csv", newline="") as file:

@@ -137,8 +137,7 @@ def train(config, resume=False, callbacks=None):
     if config.steps_per_epoch(len(data.images)) == 0:
         raise UserError(
             f"a step takes {config.step_images} images (batch size {config.batch_size} x {config.d_steps} "
-            "discriminator "
-            f"updates), more than the dataset's {len(data.images)}; use a batch size of at most "
+            f"discriminator updates), more than the dataset's {len(data.images)}; use a batch size of at most "
             f"{len(data.images) // config.d_steps}"
         )
     if config.devices is not None:

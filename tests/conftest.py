@@ -15,11 +15,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import dcgan  # noqa: E402
 from dcgan import TrainConfig, Trainer  # noqa: E402
 
+CHECKOUT = Path(__file__).parent.parent
+# What a user of this checkout keeps: a test that wrote here would damage their runs (and their cached classifier).
+USERS_FOLDERS = (CHECKOUT / "weights", CHECKOUT / "samples", Path.home() / ".cache" / "dcgan")
+
 # The fully connected models, a third of the classic's time to build and train: tests of how a run is
 # trained, saved and resumed; the tests of the models themselves name theirs (test_family has every one).
 TINY = dict(
     dataset="mnist-sample", architecture="mlp", batch_size=8, steps=6, sample_every=4, save_every=4, sample_count=10
 )
+
+
+def _files(folder):
+    """Every file under `folder` with its size and modification time; None without the folder."""
+    if not folder.is_dir():
+        return None
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return sorted((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def users_folders_untouched():
+    """Every file a test writes goes under its temporary folder: the checkout's weights/ and samples/ and the
+    user's dcgan cache are as they were when the suite began (in each of its processes)."""
+    before = {folder: _files(folder) for folder in USERS_FOLDERS}
+    yield
+    touched = [str(folder) for folder in USERS_FOLDERS if _files(folder) != before[folder]]
+    assert not touched, f"the suite wrote into {', '.join(touched)}; write under a test's tmp_path instead"
 
 
 @pytest.fixture(scope="session")

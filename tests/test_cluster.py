@@ -93,7 +93,8 @@ def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_ex
         folders=lambda index: ("weights", "samples") if index == 0 else ("worker-weights", "worker-samples"),
     )
     # The same global batches in one process, meanwhile.
-    alone = dcgan.train(dcgan.TrainConfig(**SETTINGS, steps=5, weights_dir=str(tmp_path / "alone")))
+    alone = dcgan.train(dcgan.TrainConfig(**SETTINGS, steps=5, weights_dir=str(tmp_path / "alone"),
+                                          samples_dir=str(tmp_path / "alone-samples")))
     finish(straight)
     assert alone.strategy.num_replicas_in_sync == 1
     # Only the chief wrote the run: its grids, metrics and checkpoints; worker 1 nothing of its folders.
