@@ -242,14 +242,14 @@ def _train(config, resume, data, weights_dir, samples_dir, user_callbacks):
             if cluster is None:
                 raise
             raise UserError(
-                f"{lost_worker(cluster, error)} stopped answering after step {_checkpoints(callbacks).step}, "
+                f"{lost_worker(cluster, error)} stopped answering after step {_steps_done(callbacks, plan)}, "
                 f"so this worker stopped too; {_last_good(callbacks)}. Start every worker again with --resume"
             ) from None
         except OSError as error:
             if chief:
                 remove_leftovers(weights_dir)
             raise UserError(
-                f"writing {error.filename or 'to disk'} failed at step {_checkpoints(callbacks).step} "
+                f"writing {error.filename or 'to disk'} failed at step {_steps_done(callbacks, plan)} "
                 f"({error.strerror or error}); {_last_good(callbacks)}. "
                 "Free some space or fix the folder, then continue with --resume"
             ) from None
@@ -266,6 +266,12 @@ def _checkpoints(callbacks):
     return next(callback for callback in callbacks.callbacks if isinstance(callback, run_callbacks.Checkpoints))
 
 
+def _steps_done(callbacks, plan):
+    """The steps done when the run broke off: the last one the callbacks heard, or where it started."""
+    heard = _checkpoints(callbacks).step
+    return plan.start if heard is None else heard
+
+
 def _last_good(callbacks):
     return _checkpoints(callbacks).last_good()
 
@@ -274,12 +280,9 @@ def _opening(config, resume, data, plan, steps_per_epoch, cluster, weights_dir, 
     """The line a run starts with: what it trains on, for how long, and where it writes."""
     shape = "x".join(map(str, data.images.shape[1:]))
     limit = "" if config.minutes is None else f" or {config.minutes:g} minutes in all, whichever comes first"
-    where = (
-        f"weights in {weights_dir}, samples in {samples_dir}"
-        if plan.chief
-        else f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the weights and "
-        "samples"
-    )
+    where = f"weights in {weights_dir}, samples in {samples_dir}"
+    if not plan.chief:
+        where = f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the run's files"
     return (f"{'Resuming at step ' + str(plan.start) + ' on' if resume else 'Training on'} {len(data.images)} images "
             f"({shape}) from {dataset_label(config.dataset)}: {plan.total_steps} steps of batch {config.batch_size} "
             f"({steps_per_epoch} per epoch){limit}; {where}")
