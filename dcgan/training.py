@@ -282,7 +282,7 @@ def _opening(config, resume, data, plan, steps_per_epoch, cluster, weights_dir, 
     limit = "" if config.minutes is None else f" or {config.minutes:g} minutes in all, whichever comes first"
     where = f"weights in {weights_dir}, samples in {samples_dir}"
     if not plan.chief:
-        where = f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the run's files"
+        where = f"worker {cluster.index} of {len(cluster.workers)}; the chief, {cluster.name(0)}, writes the files"
     return (f"{'Resuming at step ' + str(plan.start) + ' on' if resume else 'Training on'} {len(data.images)} images "
             f"({shape}) from {dataset_label(config.dataset)}: {plan.total_steps} steps of batch {config.batch_size} "
             f"({steps_per_epoch} per epoch){limit}; {where}")
