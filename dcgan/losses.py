@@ -58,12 +58,11 @@ def _halves(loss):
     return lambda scores, count: loss(scores[:count], scores[count:])
 
 
-def _owned(name):
-    return {"setting": LOSS_SETTINGS[name][0]}
-
-
-def _wasserstein_critic(real, fake):
-    return _mean(fake) - _mean(real)
+def _wasserstein_critic(loss_name):
+    """A critic without sigmoid or log, whose mean scores' difference estimates the Wasserstein distance; what keeps
+    it 1-Lipschitz is the setting `loss_name` owns (presets.LOSS_SETTINGS)."""
+    return Loss(_halves(lambda real, fake: _mean(fake) - _mean(real)), lambda fake: -_mean(fake), head="linear",
+                real_above=0.0, wasserstein=True, setting=LOSS_SETTINGS[loss_name][0])
 
 
 LOSSES = {
@@ -74,24 +73,10 @@ LOSSES = {
         head="sigmoid",
         real_above=0.5,
     ),
-    # Arjovsky et al. 2017: a critic without sigmoid or log, its weights clipped after each update.
-    "wgan": Loss(
-        _halves(_wasserstein_critic),
-        lambda fake: -_mean(fake),
-        head="linear",
-        real_above=0.0,
-        wasserstein=True,
-        **_owned("wgan"),
-    ),
+    # Arjovsky et al. 2017: its weights clipped after each update.
+    "wgan": _wasserstein_critic("wgan"),
     # Gulrajani et al. 2017: the same critic, kept 1-Lipschitz by a penalty instead of clipping.
-    "wgan-gp": Loss(
-        _halves(_wasserstein_critic),
-        lambda fake: -_mean(fake),
-        head="linear",
-        real_above=0.0,
-        wasserstein=True,
-        **_owned("wgan-gp"),
-    ),
+    "wgan-gp": _wasserstein_critic("wgan-gp"),
     # As in SNGAN and BigGAN (Miyato et al. 2018; Brock et al. 2019).
     "hinge": Loss(
         _halves(lambda real, fake: _mean(tf.nn.relu(1.0 - real)) + _mean(tf.nn.relu(1.0 + fake))),
