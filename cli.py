@@ -289,8 +289,7 @@ def main():
     "--resume",
     is_flag=True,
     help="Continue the run in --weights-dir from its newest snapshot, with its settings; "
-    f"{option_names(CHANGEABLE_ON_RESUME)} "
-    "may change.",
+    f"{option_names(CHANGEABLE_ON_RESUME)} may change.",
 )
 @click.option("--threads", type=POSITIVE, default=None,
               help="CPU threads for each TensorFlow op.  [default: every core]")
