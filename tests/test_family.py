@@ -1,6 +1,8 @@
 """The GAN family end to end: every loss on every architecture trains, saves, reloads in plain Keras,
 resumes bit for bit and ranks --nice images; several updates per step; a colour folder on the paper's models."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -67,27 +69,37 @@ def test_every_loss_on_every_architecture_trains_saves_reloads_resumes_and_ranks
         np.testing.assert_array_equal(a, b)
 
 
-def test_several_updates_per_step_train_and_resume_bit_for_bit(tiny_config, tmp_path):
-    settings = {
-        "loss": "wgan-gp",
-        "architecture": "dcgan",
-        "batch_size": 4,
-        "d_steps": 2,
-        "g_steps": 2,
-        "save_every": 2,
-        "augment": "translation",
-        "augment_target": 0.1,
-        "feature_matching": 1.0,
-        "ema": 0.9,
-    }
-    straight = dcgan.train(tiny_config(tmp_path / "straight", steps=4, **settings))
-    dcgan.train(tiny_config(tmp_path / "split", steps=2, **settings))
-    resumed = dcgan.train(tiny_config(tmp_path / "split", steps=4, **settings), resume=True)
-    for a, b in zip(all_state(straight), all_state(resumed), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert int(straight.d_optimizer.iterations) == 8 and int(straight.g_optimizer.iterations) == 8
+SEVERAL_UPDATES = """
+import json
+import numpy as np
+import dcgan
+
+settings = {"dataset": "mnist-sample", "sample_every": 4, "sample_count": 10, "loss": "wgan-gp",
+            "architecture": "dcgan", "batch_size": 4, "d_steps": 2, "g_steps": 2, "save_every": 2,
+            "augment": "translation", "augment_target": 0.1, "feature_matching": 1.0, "ema": 0.9}
+config = lambda name, steps: dcgan.TrainConfig.from_preset(**settings, steps=steps, weights_dir=f"{name}/weights",
+                                                           samples_dir=f"{name}/samples")
+state = lambda trainer: [w for model in trainer.models().values() for w in model.get_weights()] + [
+    v.numpy() for optimizer in trainer.optimizers().values() for v in optimizer.variables]
+straight = dcgan.train(config("straight", 4))
+dcgan.train(config("split", 2))
+resumed = dcgan.train(config("split", 4), resume=True)
+print(json.dumps({"difference": max(float(np.abs(a - b).max()) for a, b in zip(state(straight), state(resumed),
+                                                                                 strict=True)),
+                  "updates": [int(straight.d_optimizer.iterations), int(straight.g_optimizer.iterations)]}))
+"""
+
+
+def test_several_updates_per_step_train_and_resume_bit_for_bit(tmp_path):
+    # In a fresh process, as a resumed run starts: once (2026-12-07), in a test process where other tests had trained
+    # before, the straight and the resumed run parted by up to 4e-3; alone, and in fresh processes, they never have.
+    finished = subprocess.run([sys.executable, "-c", SEVERAL_UPDATES], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout.splitlines()[-1])
+    assert result == {"difference": 0.0, "updates": [8, 8]}
     run = json.loads((tmp_path / "split" / "weights" / "run.json").read_text())
-    assert run["steps_per_epoch"] == 5000 // 8
+    assert run["steps_per_epoch"] == 5000 // 8 and run["config"]["d_steps"] == 2
 
 
 def test_a_colour_folder_trains_on_the_dcgan_models_with_the_papers_preset(tiny_config, tmp_path):
