@@ -293,7 +293,7 @@ def standard_callbacks(config, trainer, data, plan, resume, weights_dir, samples
     every worker takes part in. Those that watch a step come before the user's, those that save after them, so
     that a callback that stops the run is heard by the step's checkpoint and grid."""
     c = run_callbacks
-    steps_per_epoch = data.images.shape[0] // config.step_images
+    steps_per_epoch = config.steps_per_epoch(len(data.images))
     progress = Progress(plan.start, plan.total_steps, steps_per_epoch, config.epochs, config.step_images,
                         plan.clock.before, plan.time_limit, trainer.loss.wasserstein)
     checkpoints = c.Checkpoints(weights_dir, plan.record, config.keep, config.save_every,
