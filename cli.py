@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from dcgan.config import CHANGEABLE_ON_RESUME, option_names
+from dcgan.config import CHANGEABLE_ON_RESUME, MAX_SAMPLE_COUNT, option_names
+from dcgan.errors import first_line, one_line
 from dcgan.presets import (
     ACTIVATIONS,
     ARCHITECTURE_NAMES,
@@ -97,7 +98,7 @@ class OneLineErrors(click.Group):
             sys.exit(error.exit_code)
         except click.UsageError as error:
             where = f" (see {error.ctx.command_path} --help)" if error.ctx else ""
-            click.echo(f"Error: {error.format_message()}{where}", err=True)
+            click.echo(f"Error: {one_line(error.format_message())}{where}", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
             error.show()
@@ -351,8 +352,8 @@ def train(ctx, dry_run, resume, **options):
         )
     with user_errors():
         saved = read_run_info(options["weights_dir"]) if resume else None
-        if resume:
-            config = resumed_config(saved, **given)
+        if resume:  # the folder read, not the one its run.json names (it may have been moved)
+            config = resumed_config(saved, **{**given, "weights_dir": options["weights_dir"]})
         else:
             config = TrainConfig.from_preset(
                 **{name: value for name, value in options.items() if value is not None or name in given}
@@ -524,6 +525,9 @@ def generate(
     if nice and batch_size * nice_factor > MAX_DRAWN:
         raise click.UsageError(f"--nice draws batch size x nice factor = {batch_size * nice_factor:,} images; "
                                f"keep it at most {MAX_DRAWN:,} (e.g. --nice-factor {max(1, MAX_DRAWN // batch_size)})")
+    if interpolate and walks * points > MAX_SAMPLE_COUNT:  # at 256 pixels in colour, about 1 GB in memory
+        raise click.UsageError(f"--walks x --points = {walks * points:,} images, more than a grid can show; keep it at "
+                               f"most {MAX_SAMPLE_COUNT:,} (e.g. --points {max(2, MAX_SAMPLE_COUNT // walks)})")
     if count is not None and (not output or Path(output).suffix.lower() not in ("", ".npz")):
         raise click.UsageError("--count writes into --output: give a new folder for the PNGs, or a name ending in .npz")
     if count is None and output and Path(output).suffix.lower() != ".png":
@@ -694,9 +698,15 @@ def user_errors():
         click.echo(str(error), err=True)
         raise SystemExit(error.exit_code) from None
     except UserError as error:
-        exception = click.ClickException(str(error))
+        exception = click.ClickException(one_line(str(error)))
         exception.exit_code = error.exit_code
         raise exception from None
+    except OSError as error:  # the disk is full, a name too long, a folder gone: what the system said, and where
+        where = f" ({error.filename})" if error.filename else ""
+        raise click.ClickException(one_line(
+            f"{error.strerror or first_line(error)}{where}; nothing was replaced: make room or choose another path, "
+            "then run the command again"
+        )) from None
     except KeyboardInterrupt:
         click.echo("Interrupted before training started; nothing was saved.", err=True)
         raise SystemExit(130) from None

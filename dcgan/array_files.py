@@ -15,20 +15,29 @@ from dcgan.image_folders import IN_MEMORY_BYTES
 IDX_UBYTE = 0x08
 
 
+# What zipfile and numpy raise for a damaged archive: bad deflate data is a zlib.error, an encrypted member a
+# RuntimeError, an unknown compression method NotImplementedError.
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError)
+
+
 def read_npz(path, keys, memory_limit=IN_MEMORY_BYTES):
     """The arrays named in `keys` that the .npz at `path` holds (only those are read), and the names of all it holds.
 
-    Each array's header is checked before the array is read: numbers, within the memory limit (as
-    float32), and no bigger than what the file holds.
+    Each array's header is checked before the array is read: numbers, within the memory limit (read and
+    converted to float32), and no bigger than what the file holds.
     """
     try:
         with zipfile.ZipFile(path) as archive:
             for key in keys:
                 if f"{key}.npy" in archive.namelist():
-                    _check_npy_header(path, key, archive, memory_limit)
+                    shape, dtype = npy_header(path, archive, key)
+                    if dtype.kind not in "biuf":
+                        raise UserError(f"{path}: {key} holds {dtype} values, not numbers; save the images as "
+                                        "integers or floats")
+                    check_memory(path, shape, memory_limit, dtype.itemsize)
         with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in keys if key in arrays.files}, arrays.files
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except NPZ_ERRORS as error:
         raise UserError(
             f"cannot read {path} as a .npz file "
             f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
@@ -36,7 +45,9 @@ def read_npz(path, keys, memory_limit=IN_MEMORY_BYTES):
         ) from None
 
 
-def _check_npy_header(path, key, archive, memory_limit):
+def npy_header(path, archive, key):
+    """The shape and dtype of the array `key` in the open .npz `archive`, read from its header without reading the
+    array; refused if the header promises more than the member holds."""
     info = archive.getinfo(f"{key}.npy")
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
@@ -49,25 +60,23 @@ def _check_npy_header(path, key, archive, memory_limit):
                 "save it again with numpy.savez"
             )
         shape, _, dtype = read_header(member)
-    if dtype.kind not in "biuf":
-        raise UserError(f"{path}: {key} holds {dtype} values, not numbers; save the images as integers or floats")
-    count = math.prod(shape)
-    if count * dtype.itemsize > info.file_size:
+    if math.prod(shape) * dtype.itemsize > info.file_size:
         raise UserError(
             f"{path} is damaged: {key}'s header promises shape {shape} of {dtype}, more than the file holds; "
             "save it again"
         )
-    check_memory(path, shape, memory_limit)
+    return shape, dtype
 
 
-def check_memory(source, shape, memory_limit):
-    """Refuse data whose float32 copy would not fit in `memory_limit` bytes, before it is allocated."""
-    size = 4 * math.prod(shape)
+def check_memory(source, shape, memory_limit, stored_bytes=1):
+    """Refuse data that would not fit in `memory_limit` bytes once read (`stored_bytes` a value) and converted to
+    float32, before it is allocated."""
+    size = (stored_bytes + 4) * math.prod(shape)
     if size > memory_limit:
         raise UserError(
-            f"{source} holds shape {tuple(shape)}: {size / 2**30:.1f} GiB as float32, more than the "
-            f"{memory_limit / 2**30:.1f} GiB dcgan holds in memory; use part of it, or save the images as PNG files "
-            "in a folder, which is read from disk a batch at a time"
+            f"{source} holds shape {tuple(shape)}: {size / 2**30:.1f} GiB read and converted to float32, more than "
+            f"the {memory_limit / 2**30:.1f} GiB dcgan holds in memory; use part of it, or save the images as PNG "
+            "files in a folder, which is read from disk a batch at a time"
         )
 
 

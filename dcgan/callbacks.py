@@ -21,6 +21,7 @@ then ends in one line that names it (`Guarded`). Everything dcgan writes as it t
 """
 import csv
 import math
+import os
 import tempfile
 import time
 
@@ -30,7 +31,8 @@ from dcgan.errors import UserError, first_line
 from dcgan.images import save_grid
 from dcgan.monitor import EventLog
 from dcgan.plots import draw_run_pictures
-from dcgan.weights import drop_previous_run, grid_name, save_checkpoint
+from dcgan.previous_run import drop_previous_run
+from dcgan.weights import grid_name, open_metrics, save_checkpoint
 
 LOSS = "loss"  # in a step's logs: d_loss + g_loss, the one value Keras's own callbacks look for
 
@@ -180,12 +182,14 @@ def restart_metrics(path, step, fill, columns):
     time column carries on.
     """
     rows = []
-    if step and path.exists():
+    if step and os.path.lexists(path):
         try:
-            with open(path, newline="") as file:
+            with open_metrics(path) as file:
                 rows = [row for row in csv.DictReader(file) if int(row["step"]) <= step]
             elapsed = float(rows[-1]["elapsed_seconds"]) if rows else 0.0
-        except (csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            if not 0 <= elapsed < math.inf:
+                raise ValueError(f"elapsed time {elapsed}")
+        except (OSError, csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
             raise UserError(f"{path} is damaged; move it aside to resume with new metrics (its curves and "
                             "minutes start again from this step)") from None
     with open(path, "w", newline="") as file:

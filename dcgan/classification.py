@@ -27,8 +27,9 @@ def classify(inputs, weights_dir="weights"):
 
 
 def _read(path, image_shape):
-    if not path.exists():
-        raise UserError(f"{path} does not exist; give an image, a folder of images or a .npz to classify")
+    if not (path.is_file() or path.is_dir()):  # a FIFO would block the read, a device never end it
+        raise UserError(f"{path} is neither a file nor a folder; give an image, a folder of images or a .npz to "
+                        "classify")
     if path.suffix == ".npz":
         images = load_dataset(str(path))
         if images.shape[1:] != image_shape:
@@ -44,14 +45,14 @@ def _read(path, image_shape):
 
 
 def write_csv(rows, path):
-    """`classify`'s rows as a CSV file with the columns image, class, confidence."""
+    """`classify`'s rows as a new CSV file with the columns image, class, confidence."""
     def write(temporary):
         with open(temporary, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["image", "class", "confidence"])
             writer.writerows([name, label, f"{confidence:.4f}"] for name, label, confidence in rows)
 
-    write_atomically(path, write)
+    write_atomically(path, write, replace=False)
 
 
 def accuracy_and_confusion(classifier, images, labels, classes):

@@ -21,6 +21,7 @@ from dcgan.errors import UserError
 
 # How long a worker waits for all the others to start before it gives up: time to start the command on each machine.
 JOIN_SECONDS = 120.0
+MEETING_SECONDS, MEETING_BYTES = 5.0, 65_536  # what one caller on the meeting port may take: its settings fit
 # Options that --workers cannot take, and why.
 UNSUPPORTED = {
     "devices": "each worker uses all of its machine's GPUs (choose them with CUDA_VISIBLE_DEVICES)",
@@ -114,7 +115,7 @@ def _tf_config_cluster(text):
             problem = "its task is not one of its cluster's"
         if problem is None:
             return Cluster(_parse_workers(",".join(workers)), index)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         pass
     raise UserError(f"TF_CONFIG in the environment cannot be read ({problem}); it must be like "
                     '{"cluster": {"worker": ["host:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}, '
@@ -178,13 +179,12 @@ def _meet(cluster, digest, wait):
             try:
                 connection, _ = listener.accept()
                 with connection:
-                    connection.settimeout(5)
-                    index, their_digest = json.loads(connection.makefile().readline())
+                    index, their_digest = json.loads(_first_line(connection))
                 if index in others:
                     _check_same(cluster, index, their_digest, digest)
                     heard.add(index)
-            except (OSError, ValueError, TypeError, AttributeError):
-                pass  # nobody called yet, a caller that hung up, or not a worker
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+                pass  # nobody called yet, a caller that hung up or was too slow, or not a worker
             for index in sorted(others - reached):
                 try:
                     with socket.create_connection(_host_port(cluster.workers[index]), timeout=1) as connection:
@@ -192,6 +192,22 @@ def _meet(cluster, digest, wait):
                     reached.add(index)
                 except OSError:
                     pass  # not started yet
+
+
+def _first_line(connection):
+    """The first line a caller sends, within MEETING_BYTES and MEETING_SECONDS: a caller that trickles bytes or
+    sends without end is cut off, so it cannot hold this worker past its wait."""
+    deadline, data = time.monotonic() + MEETING_SECONDS, b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(data) > MEETING_BYTES:
+            raise ValueError("too slow or too long to be a worker")
+        connection.settimeout(left)
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n")[0].decode()
 
 
 def _check_same(cluster, index, their_digest, digest):

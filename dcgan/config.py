@@ -185,15 +185,7 @@ class TrainConfig:
             self._checked = (values, cluster_of(self))
 
     def _check(self):
-        for name, choices in (
-            ("loss", LOSS_NAMES),
-            ("architecture", ARCHITECTURE_NAMES),
-            ("optimizer", OPTIMIZERS),
-            ("activation", ACTIVATIONS),
-            ("fake_batch_norm", FAKE_BATCH_NORMS),
-            ("conditioning", (None, *CONDITIONINGS)),
-            ("semi_supervised", (None, *SEMI_SUPERVISIONS)),
-        ):
+        for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise UserError(
                     f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}; choose one of "
@@ -323,6 +315,12 @@ def option_names(names):
     return ", ".join(_option(name) for name in names)
 
 
+# The settings that take one of a few values, and those values.
+CHOICES = {"loss": LOSS_NAMES, "architecture": ARCHITECTURE_NAMES, "optimizer": OPTIMIZERS, "activation": ACTIVATIONS,
+           "fake_batch_norm": FAKE_BATCH_NORMS, "conditioning": (None, *CONDITIONINGS),
+           "semi_supervised": (None, *SEMI_SUPERVISIONS)}
+
+
 def settings_problem(settings):
     """What is wrong with a dict of TrainConfig settings read from a file (an unknown name, a value of the
     wrong type), or None."""
@@ -340,6 +338,8 @@ def settings_problem(settings):
                 if kind is not int or float not in allowed
             )
             return f"setting {name!r} is {json_text(value)}, not {kinds}"
+        if name in CHOICES and value not in CHOICES[name]:
+            return f"setting {name!r} is {json_text(value)}, not one of {', '.join(map(shown, CHOICES[name]))}"
     return None
 
 

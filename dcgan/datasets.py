@@ -121,6 +121,9 @@ def labelled_class_names(dataset, labels):
 def _check_classes(labels, source, option="--conditional"):
     """Refuse labels that leave a class between 0 and the highest without images, or that are all one class."""
     present = np.unique(labels)
+    if not len(present):  # a semi-supervised run holds out an image of each class for scoring, even its only one
+        raise UserError(f"{source} leaves no images to train on once one of each class is held out for scoring: "
+                        f"{option} needs two images or more of each class")
     if len(present) < 2:
         raise UserError(f"every image in {source} is labelled {present[0]}: {option} needs two classes or more; "
                         f"train without {option}")
@@ -198,6 +201,8 @@ def _existing_path(dataset):
             f"dataset {dataset!r} is neither a known name ({', '.join(DATASET_NAMES)}) "
             "nor an existing path; pass one of those names or the path of a .npz, IDX file or folder"
         )
+    if not (path.is_file() or path.is_dir()):  # a FIFO would block the read, a device never end it
+        raise UserError(f"{path} is neither a file nor a folder; pass a .npz, an IDX file or a folder")
     return path
 
 
@@ -312,7 +317,7 @@ def _load_npz(path):
 
 
 def _idx_files(folder):
-    return sorted(p for p in folder.iterdir() if "idx3-ubyte" in p.name)
+    return sorted(p for p in folder.iterdir() if "idx3-ubyte" in p.name and p.is_file())
 
 
 def _load_idx_folder(folder):
@@ -344,13 +349,18 @@ def _to_unit_range(images, source):
             f"{source} holds NaN or infinite values; replace them, then scale the images to [0, 255], [0, 1] or [-1, 1]"
         )
     integers = images.dtype.kind in "biu"
-    images = images.astype(np.float32)
     if low >= 0 and high <= 1:  # [0, 1] floats, or integer images of 0s and 1s: black and white
-        return images * 2 - 1
-    if low >= -1 and high <= 1:
-        return images
-    if low >= 0 and high <= 255:
-        return images / 127.5 - 1
-    if integers and low >= 0 and high <= 65535:  # 16-bit images
-        return images / 32767.5 - 1
-    raise UserError(f"{source} holds values from {low:g} to {high:g}; scale them to [0, 255], [0, 1] or [-1, 1]")
+        scale = 0.5
+    elif low >= -1 and high <= 1:
+        scale = None
+    elif low >= 0 and high <= 255:
+        scale = 127.5
+    elif integers and low >= 0 and high <= 65535:  # 16-bit images
+        scale = 32767.5
+    else:
+        raise UserError(f"{source} holds values from {low:g} to {high:g}; scale them to [0, 255], [0, 1] or [-1, 1]")
+    images = images.astype(np.float32)
+    if scale:  # in place: one float32 copy of the data in memory, not three
+        images /= scale
+        images -= 1
+    return images

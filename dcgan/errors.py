@@ -19,3 +19,9 @@ def first_line(error):
     """An exception's first line, for a one-line message: a library's own message can run to pages."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def one_line(text):
+    """`text` with its control characters (a newline in a file name) written as escapes, so that it stays one line
+    and cannot forge a line of its own."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)

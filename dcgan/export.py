@@ -6,8 +6,6 @@ moved into place, so a failed or wrong export leaves nothing behind and replaces
 """
 import importlib
 import os
-import shutil
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.errors import UserError, first_line
-from dcgan.files import writable_folder
+from dcgan.files import partial_path, place_new, remove, remove_partials, writable_folder
 from dcgan.conditioning import BODY
 from dcgan.generation import all_classes, latent_noise
 from dcgan.weights import RunFolder
@@ -46,6 +44,21 @@ def _draw_onnx(path, inputs):
     return session.run([OUTPUT_NAME], inputs)[0]
 
 
+def _is_savedmodel(path):
+    return path.is_dir() and not path.is_symlink() and (path / "saved_model.pb").is_file()
+
+
+def _file_with(offset, magic):
+    """Whether `path` is a regular file holding `magic` at `offset`: what a format's files begin with."""
+    def check(path):
+        if not path.is_file():  # a device, a FIFO or a folder is never an export
+            return False
+        with open(path, "rb") as file:
+            file.seek(offset)
+            return file.read(len(magic)) == magic
+    return check
+
+
 def _builtin_ops_only():
     """TFLite's own kernels only: Keras would let the converter fall back to TensorFlow's ops ("Select TF ops"),
     which LiteRT's interpreter and a phone without TensorFlow's kernels linked in cannot run."""
@@ -60,13 +73,16 @@ class Format:
     suffix: str  # of the file written; empty for a folder
     modules: tuple  # what writing and checking it need beyond TensorFlow, all in the `export` extra
     draw: object  # (path, {input name: values}) -> images, in the runtime that serves the format
+    earlier_export: object  # path -> whether it holds an export in this format, which --overwrite may replace
     options: object = dict  # () -> Model.export's options for the format
 
 
 FORMATS = {
-    "savedmodel": Format("tf_saved_model", "", (), _draw_savedmodel),
-    "tflite": Format("litert", ".tflite", ("ai_edge_litert",), _draw_tflite, _builtin_ops_only),
-    "onnx": Format("onnx", ".onnx", ("tf2onnx", "onnxruntime"), _draw_onnx),
+    "savedmodel": Format("tf_saved_model", "", (), _draw_savedmodel, _is_savedmodel),
+    "tflite": Format("litert", ".tflite", ("ai_edge_litert",), _draw_tflite, _file_with(4, b"TFL3"),
+                     _builtin_ops_only),
+    # An ONNX model is a protocol buffer whose first field is its IR version: tag 0x08.
+    "onnx": Format("onnx", ".onnx", ("tf2onnx", "onnxruntime"), _draw_onnx, _file_with(0, b"\x08")),
 }
 
 
@@ -100,9 +116,8 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     if classes:
         inputs[LABELS_NAME] = (np.arange(CHECK_COUNT) % len(classes)).astype(np.int32)
     expected = generator.predict(list(inputs.values()) if classes else inputs[INPUT_NAME], verbose=0)
-    partial = output.with_name(
-        f".{output.stem}.partial-{uuid.uuid4().hex[:8]}{output.suffix}"
-    )  # Keras checks the suffix
+    remove_partials(output.parent, output.name)
+    partial = partial_path(output)
     try:
         try:
             _write(generator, kind, partial)
@@ -117,9 +132,9 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
         if not difference <= tolerance:  # NaN fails too
             raise UserError(f"the {format} export draws images up to {difference:.2g} away from the Keras generator's "
                             f"(at most {tolerance:g} allowed); nothing was written")
-        _replace(partial, output)
+        _replace(partial, output) if overwrite else place_new(partial, output)
     finally:
-        _remove(partial)
+        remove(partial)
     return Exported(output, _size(output), difference)
 
 
@@ -132,17 +147,15 @@ def _importable(module):
 
 
 def _check_output(output, format, kind, overwrite):
-    if output.exists() and not overwrite:
+    if os.path.lexists(output) and not overwrite:
         raise UserError(f"{output} exists already; choose another --output, or pass --overwrite to replace it")
-    if (
-        output.is_dir() and not (output / "saved_model.pb").is_file()
-    ):  # --overwrite may replace an export, not any folder
-        raise UserError(f"{output} is a folder that holds no SavedModel; --overwrite replaces only an earlier export, "
-                        "so choose another --output")
     if kind.suffix and output.suffix.lower() != kind.suffix:
         raise UserError(f"--output {output}: {format} writes one file; give a name ending in {kind.suffix}")
     if not kind.suffix and output.suffix.lower() in {".tflite", ".onnx", ".keras", ".h5"}:
         raise UserError(f"--output {output}: {format} writes a folder; give a folder name, such as generator-{format}")
+    if os.path.lexists(output) and not kind.earlier_export(output):  # --overwrite replaces only an export
+        raise UserError(f"{output} is not an earlier {format} export, and --overwrite replaces only one of those; "
+                        "choose another --output")
     writable_folder(output.parent, "--output")
 
 
@@ -179,18 +192,11 @@ def _write(generator, kind, path):
 
 def _replace(partial, output):
     """Move the checked export to `output`; an old one there goes only once the new one is in place."""
-    old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
-    if output.exists() or output.is_symlink():
+    old = partial_path(output)
+    if os.path.lexists(output):
         os.replace(output, old)
     os.replace(partial, output)
-    _remove(old)
-
-
-def _remove(path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    remove(old)
 
 
 def _size(path):

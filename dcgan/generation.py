@@ -1,10 +1,7 @@
 """Drawing images from a trained generator: plain, the best the discriminator sees, walks through its latent
 space, or many single images for use elsewhere."""
 import math
-import os
 import re
-import shutil
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -13,11 +10,12 @@ from PIL import Image
 
 from dcgan.conditioning import BODY
 from dcgan.errors import UserError
-from dcgan.files import write_atomically
+from dcgan.files import partial_path, place_new, remove, remove_partials, write_atomically
 from dcgan.images import save_animation, save_grid, to_picture, to_uint8
 from dcgan.weights import RunFolder
 
 BATCH = 500  # images per forward pass: bounds memory whatever the count
+NICE_CHUNK = 20 * BATCH  # images --nice draws before it keeps the best of them and draws on
 GIF_SIDE = 256  # the interpolation GIF's shorter side is at least this many pixels
 
 
@@ -32,22 +30,34 @@ def generate(weights_dir="weights", count=128, seed=0, nice_factor=None, classes
     """
     run = RunFolder.of(weights_dir)
     generator = run.model("generator")
-    drawn = count * (nice_factor or 1)
-    noise = latent_noise(np.random.default_rng(seed), drawn, generator)
-    labels = None
-    if _conditional(generator):
-        classes = all_classes(run) if classes is None else list(classes)
-        labels = np.repeat(np.asarray(classes, np.int32), drawn)
-        noise = np.tile(noise, (len(classes), 1))
-    inputs = noise if labels is None else [noise, labels]
-    images = generator.predict(inputs, batch_size=BATCH, verbose=0)
+    noise = latent_noise(np.random.default_rng(seed), count * (nice_factor or 1), generator)
+    if not _conditional(generator):
+        return _best(run, generator, noise, None, count, nice_factor)
+    classes = all_classes(run) if classes is None else list(classes)
+    kept = [_best(run, generator, noise, label, count, nice_factor) for label in classes]
+    images = np.concatenate([images for images, _ in kept])
+    return images, np.concatenate([scores for _, scores in kept]) if nice_factor else None
+
+
+def _best(run, generator, noise, label, count, nice_factor):
+    """The images drawn from `noise` (of class `label`, None for an unconditional run) and their scores, or with
+    `nice_factor` the `count` the discriminator scores highest, best first (ties in drawing order). Drawn
+    NICE_CHUNK at a time, keeping only the best so far: memory stays that of count + NICE_CHUNK images."""
+    def inputs(rows):
+        return rows if label is None else [rows, np.full(len(rows), label, np.int32)]
+
     if not nice_factor:
-        return images, None
-    judged = images if labels is None else [images, labels]
-    scores = run.model("discriminator").predict(judged, batch_size=BATCH, verbose=0)[:, 0].reshape(-1, drawn)
-    best = np.argsort(-scores, axis=1, kind="stable")[:, :count]  # each class's own best
-    best += (np.arange(len(scores)) * drawn)[:, None]
-    return images[best.ravel()], scores.ravel()[best.ravel()]
+        return generator.predict(inputs(noise), batch_size=BATCH, verbose=0), None
+    discriminator = run.model("discriminator")
+    images, scores = np.zeros((0, *generator.output_shape[1:]), np.float32), np.zeros(0, np.float32)
+    for start in range(0, len(noise), NICE_CHUNK):
+        drawn = generator.predict(inputs(noise[start:start + NICE_CHUNK]), batch_size=BATCH, verbose=0)
+        judged = discriminator.predict(drawn if label is None else [drawn, inputs(drawn)[1]], batch_size=BATCH,
+                                       verbose=0)[:, 0]
+        images, scores = np.concatenate([images, drawn]), np.concatenate([scores, judged])
+        best = np.argsort(-scores, kind="stable")[:count]  # the best so far come first, so ties keep their order
+        images, scores = images[best], scores[best]
+    return images, scores
 
 
 def interpolate(weights_dir="weights", walks=8, points=10, seed=0, spherical=False, classes=None):
@@ -113,7 +123,7 @@ def class_indices(weights_dir, requested):
             found = [names.index(text)]
         elif [name.casefold() for name in names].count(text.casefold()) == 1:
             found = [[name.casefold() for name in names].index(text.casefold())]
-        elif text.strip().isdigit() and int(text) < len(names):
+        elif re.fullmatch(r"[0-9]+", text.strip()) and int(text) < len(names):  # not isdigit: "²" is a digit
             found = [int(text)]
         else:
             listed = ", ".join(
@@ -142,7 +152,7 @@ def _latent_dim(generator):
 def save_walks(walks, path, gif=False):
     """`interpolate`'s walks as a PNG grid, a row per walk; with `gif`, also an animation beside it
     (same name, .gif) with one frame per point, there and back, every walk in each frame."""
-    save_grid(walks.reshape(-1, *walks.shape[2:]), path, columns=walks.shape[1])
+    save_grid(walks.reshape(-1, *walks.shape[2:]), path, columns=walks.shape[1], replace=False)
     if gif:
         points = walks.shape[1]
         frames = [to_picture(walks[:, point]) for point in [*range(points), *range(points - 2, 0, -1)]]
@@ -152,7 +162,7 @@ def save_walks(walks, path, gif=False):
         frames = [
             frame.resize((frame.width * scale, frame.height * scale), Image.Resampling.NEAREST) for frame in frames
         ]
-        save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15)
+        save_animation(frames, Path(path).with_suffix(".gif"), frame_seconds=0.15, replace=False)
 
 
 def draw_batches(weights_dir, count, seed, classes=None):
@@ -182,16 +192,18 @@ def save_images(weights_dir, count, seed, output, classes=None):
     of PNGs, image_000000.png onwards (image_000000_7.png, with the class's name, for a conditional run).
     `classes` as in `draw_batches`.
 
-    Each appears whole or not at all: the folder is filled under a hidden name and then renamed.
+    Each appears whole or not at all: the folder is filled under a hidden name and then renamed; an output that
+    another command creates meanwhile is not replaced.
     """
     output = Path(output)
     run = RunFolder.of(weights_dir)
     batches = draw_batches(run, count, seed, classes)
     if output.suffix.lower() == ".npz":
-        write_atomically(output, lambda temporary: _write_npz(batches, count, temporary))
+        write_atomically(output, lambda temporary: _write_npz(batches, count, temporary), replace=False)
         return
     names = [_file_safe(name) for name in run.class_names]
-    partial = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
+    remove_partials(output.parent, output.name)
+    partial = partial_path(output)
     try:
         partial.mkdir()
         index = 0
@@ -200,9 +212,9 @@ def save_images(weights_dir, count, seed, output, classes=None):
                 label = "" if labels is None else f"_{names[labels[position]]}"
                 to_picture(image[None]).save(partial / f"image_{index:06d}{label}.png")
                 index += 1
-        os.rename(partial, output)
+        place_new(partial, output)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove(partial)
 
 
 def _file_safe(name):

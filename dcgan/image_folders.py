@@ -13,6 +13,9 @@ from PIL import Image, UnidentifiedImageError
 from dcgan.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The only formats Pillow may decode, whatever a file's name says: others run code of their own (EPS calls
+# Ghostscript) or hold values that are not pixels (a TIFF of 32-bit integers).
+IMAGE_FORMATS = ("PNG", "JPEG")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")  # Pillow modes without colour
 WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L")  # 16-bit grayscale, read without losing its precision
 # What Pillow raises for a file it cannot decode: a damaged PNG chunk is a SyntaxError, a bomb its own error.
@@ -26,6 +29,11 @@ DECODING_THREADS = 4  # Pillow releases the GIL while it decodes and resizes
 def image_files(folder):
     """The PNG and JPEG files under `folder`, subfolders included, in a fixed order."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def open_image(path):
+    """`path` opened by Pillow as a PNG or JPEG, by its content; any other file is an UnidentifiedImageError."""
+    return Image.open(path, formats=IMAGE_FORMATS)
 
 
 def load_image_folder(folder, image_size=None, channels=None, center_crop=False, memory_limit=IN_MEMORY_BYTES,
@@ -46,7 +54,7 @@ def load_image_folder(folder, image_size=None, channels=None, center_crop=False,
     sizes, modes, readable, skipped = [], set(), [], []
     for path in files:
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise UnidentifiedImageError(f"larger than {MAX_PIXELS:,} pixels: {image.width}x{image.height}")
                 sizes.append(image.size)
@@ -90,7 +98,7 @@ def read_images_of_shape(path, image_shape):
     readable, skipped = [], []
     for file in files:
         try:
-            with Image.open(file) as image:
+            with open_image(file) as image:
                 size, gray = image.size, image.mode in GRAY_MODES
         except DECODE_ERRORS as error:
             skipped.append((file, error))
@@ -204,7 +212,7 @@ class ImageFolder:
     def try_read(self, index):
         """The pixels of image `index` (H, W, C) from 0 to 255, or the error that stopped its decoding."""
         try:
-            with Image.open(self.files[index]) as image:
+            with open_image(self.files[index]) as image:
                 if image.mode in WIDE_GRAY_MODES:
                     image = Image.fromarray(
                         np.asarray(image, np.float32) / 257, "F"

@@ -39,16 +39,16 @@ def to_picture(images, columns=None):
     return Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
 
 
-def save_grid(images, path, columns=None):
-    """Tile `images` and write them as a PNG at `path`, atomically."""
+def save_grid(images, path, columns=None, replace=True):
+    """Tile `images` and write them as a PNG at `path`, atomically (see `write_atomically` for `replace`)."""
     picture = to_picture(images, columns)
-    write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
+    write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"), replace)
 
 
-def save_animation(frames, path, frame_seconds, hold_last_seconds=None):
+def save_animation(frames, path, frame_seconds, hold_last_seconds=None, replace=True):
     """PIL images as an endlessly looping animated GIF at `path`, written atomically."""
     durations = [round(frame_seconds * 1000)] * len(frames)
     if hold_last_seconds is not None:
         durations[-1] = round(hold_last_seconds * 1000)
     write_atomically(path, lambda temporary: frames[0].save(
-        temporary, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0))
+        temporary, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0), replace)

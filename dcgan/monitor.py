@@ -197,7 +197,8 @@ class HealthCheck:
 
     def after_grid(self, step, images):
         """A warning for the sample grid drawn at `step`, or None."""
-        ratio = diversity(images) / self.real_diversity
+        # Real images all alike (a test pattern) give no measure of collapse: never warn.
+        ratio = diversity(images) / self.real_diversity if self.real_diversity else 1.0
         if self._newly("collapse", step > self.warmup and ratio < self.COLLAPSE):
             return (
                 f"warning: at step {step} the sample grid's images are near-copies of one another "

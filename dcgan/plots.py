@@ -1,17 +1,23 @@
 """Pictures of a run from its files: training curves from metrics.csv, and an animated GIF of its sample grids."""
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dcgan.errors import UserError
+from dcgan.config import MAX_SAMPLE_COUNT
+from dcgan.errors import UserError, first_line
 from dcgan.files import write_atomically
-from dcgan.images import save_animation
-from dcgan.weights import GRID_PREFIX, METRICS_FILE, grid_files
+from dcgan.image_folders import DECODE_ERRORS, open_image
+from dcgan.images import grid_shape, save_animation
+from dcgan.sizes import supported_sizes
+from dcgan.weights import GRID_PREFIX, METRICS_FILE, grid_files, open_metrics
 
 CURVES_FILE = "curves.png"
 ANIMATION_FILE = "fakes.gif"
+ANIMATION_SIDE = 1024  # larger grids are shrunk to this many pixels a side in the animation
+MAX_GRID_PIXELS = math.prod(grid_shape(MAX_SAMPLE_COUNT)) * max(supported_sizes()) ** 2  # the largest grid a run draws
 
 # (title, [(column, label, colour)], the usual y range or None) for each panel of the curves; a panel
 # leaves its usual range for the values' own when they fall outside it (a critic's scores). Columns a
@@ -44,11 +50,11 @@ FIGURE_INCHES, DPI = (9, 7.5), 100  # 900 x 750 pixels
 def read_metrics(path):
     """metrics.csv as {column: float array}."""
     try:
-        with open(path, newline="") as file:
+        with open_metrics(path) as file:
             rows = list(csv.DictReader(file))
     except OSError as error:
         raise UserError(f"cannot read {path} ({error.strerror}); pass the --weights-dir of a training run") from None
-    except (csv.Error, UnicodeDecodeError) as error:
+    except (csv.Error, UnicodeDecodeError, ValueError) as error:
         raise UserError(f"{path} is damaged ({error}); move it aside, and training writes a new one") from None
     if not rows:
         raise UserError(f"{path} has no steps yet; train for a while first")
@@ -136,14 +142,29 @@ def animate_grids(samples_dir, output, frame_seconds=0.25, max_frames=120):
     font = _font(14)
     frames = []
     for step, path in grids:
-        with Image.open(path) as grid:
-            grid = grid.convert("RGB")
+        grid = _read_grid(path)
         frame = Image.new("RGB", (grid.width, grid.height + 20), "black")
         frame.paste(grid, (0, 0))
         ImageDraw.Draw(frame).text((4, grid.height + 2), f"step {step}", fill="white", font=font)
         frames.append(frame)
     save_animation(frames, output, frame_seconds, hold_last_seconds=2)
     return len(frames)
+
+
+def _read_grid(path):
+    """A sample grid as an RGB frame of the animation, at most ANIMATION_SIDE pixels a side; refused when its header
+    claims more pixels than any run's grid has (what a forged grid would cost to decode)."""
+    try:
+        with open_image(path) as grid:
+            if grid.width * grid.height > MAX_GRID_PIXELS:
+                raise UserError(f"{path} is a {grid.width}x{grid.height} picture, larger than any sample grid dcgan "
+                                "draws; move it out of the samples folder")
+            grid = grid.convert("RGB")
+    except DECODE_ERRORS as error:
+        raise UserError(f"cannot read the sample grid {path} ({first_line(error)}); move it out of the samples "
+                        "folder") from None
+    grid.thumbnail((ANIMATION_SIDE, ANIMATION_SIDE))
+    return grid
 
 
 def draw_run_pictures(weights_dir, samples_dir):

@@ -26,8 +26,8 @@ from dcgan.monitor import HealthCheck, Progress, metrics_columns
 from dcgan.plots import ANIMATION_FILE, CURVES_FILE
 from dcgan.semi_supervised import choose_labelled, labelled_batch
 from dcgan.trainer import Trainer
-from dcgan.weights import (METRICS_FILE, PREVIOUS_RUN, RUN_FILE, complete_folder, load_checkpoint, remove_leftovers,
-                           run_record, set_aside_run, settle_previous_run)
+from dcgan.previous_run import PREVIOUS_RUN, remove_leftovers, set_aside_run, settle_previous_run
+from dcgan.weights import METRICS_FILE, RUN_FILE, complete_folder, load_checkpoint, run_record
 
 # What TensorFlow raises when a worker of a run stops answering in a collective.
 LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,

@@ -23,6 +23,7 @@ This module is the one place that knows this layout; `RunFolder` reads a run's r
 rebuilds its models from it.
 """
 import dataclasses
+import errno
 import functools
 import json
 import platform
@@ -34,15 +35,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.array_files import NPZ_ERRORS, npy_header
 from dcgan.config import TrainConfig, json_text, saved_config, settings_problem
 from dcgan.datasets import MAX_CLASSES
 from dcgan.errors import UserError, first_line
-from dcgan.files import fsync_folder, write_atomically
+from dcgan.sizes import check_image_size
+from dcgan.files import fsync_folder, read_small_file, remove, write_atomically
 
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
 OPTIMIZERS_FILE = "optimizers.npz"
-PREVIOUS_RUN = ".previous-run"
+METRICS_FILE_BYTES = 200_000_000  # about 150 bytes a step
+RUN_FILE_BYTES = 1_000_000  # a run.json is a few kilobytes; a larger one is not read
+MAX_LATENT_DIM = 10_000  # dcgan's models take 100 (more with labels): a larger one is damage
 # The models a run may save, each as ROLE.weights.h5 and ROLE.keras (Trainer.models() gives a run's own):
 # the generator users load (the weight average, with one), the discriminator, the generator behind the average,
 # and a semi-supervised run's classifier.
@@ -63,6 +68,16 @@ def versions():
         except metadata.PackageNotFoundError:
             found[package] = None
     return found
+
+
+def open_metrics(path):
+    """metrics.csv, opened to read as text; refused unread if it is not a regular file or is larger than any run's."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    if path.exists() and path.stat().st_size > METRICS_FILE_BYTES:
+        raise ValueError(f"it holds more than {METRICS_FILE_BYTES:,} bytes, more than a million steps write")
+    return open(path, newline="")
 
 
 def grid_name(step, epoch):
@@ -93,7 +108,11 @@ def snapshot_steps(folder):
     snapshots = Path(folder) / SNAPSHOTS
     if not snapshots.is_dir():
         return []
-    return sorted(int(p.name[4:]) for p in snapshots.iterdir() if re.fullmatch(r"step\d{7}", p.name))
+    # A snapshot is a folder of the run's own: a symbolic link there is not followed, to read or to prune.
+    return sorted(
+        int(p.name[4:]) for p in snapshots.iterdir()
+        if re.fullmatch(r"step\d{7}", p.name) and p.is_dir() and not p.is_symlink()
+    )
 
 
 def save_checkpoint(folder, trainer, run_info, keep):
@@ -135,7 +154,7 @@ def save_checkpoint(folder, trainer, run_info, keep):
             (snapshots / snapshot_name(step) / name).unlink(missing_ok=True)
     if keep:
         for step in snapshot_steps(folder)[:-keep]:
-            shutil.rmtree(snapshots / snapshot_name(step))
+            remove(snapshots / snapshot_name(step))
     return final
 
 
@@ -150,55 +169,6 @@ def run_record(config, image_shape, latent_dim, dataset_size, steps_per_epoch, c
 def class_names_of(run_info):
     """The class names a run.json holds, under today's key or a semi-supervised run's older one; [] for none."""
     return run_info.get("class_names") or run_info.get(LEGACY_CLASS_NAMES) or []
-
-
-def remove_leftovers(folder):
-    """Temporary files and folders of a process that was killed while saving."""
-    for path in [*Path(folder).glob(".tmp-*"), *Path(folder, SNAPSHOTS).glob(".tmp-*")]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def _run_entries(folder):
-    """What a run wrote in `folder`: the files and folder named above, and nothing else a user keeps there."""
-    models = (f"{role}.{kind}" for role in MODEL_ROLES for kind in ("weights.h5", "keras"))
-    names = {RUN_FILE, METRICS_FILE, SNAPSHOTS, *models}
-    return [path for path in Path(folder).iterdir() if path.name in names]
-
-
-def set_aside_run(folder):
-    """Move the run in `folder` into folder/.previous-run, where it stays until `drop_previous_run`
-    (the new run has a checkpoint) or `restore_previous_run` (the new run failed before that)."""
-    previous = Path(folder) / PREVIOUS_RUN
-    previous.mkdir()
-    for path in _run_entries(folder):
-        path.rename(previous / path.name)
-
-
-def restore_previous_run(folder):
-    """Put a run set aside by `set_aside_run` back in place of what the failed new run wrote."""
-    previous = Path(folder) / PREVIOUS_RUN
-    for path in _run_entries(folder):
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for path in previous.iterdir():
-        path.rename(Path(folder) / path.name)
-    previous.rmdir()
-
-
-def drop_previous_run(folder):
-    shutil.rmtree(Path(folder) / PREVIOUS_RUN, ignore_errors=True)
-
-
-def settle_previous_run(folder):
-    """After a trainer was killed while replacing a run: keep the new run if it saved a checkpoint,
-    else put the old one back. Returns what it did, for the user, or None."""
-    if not (Path(folder) / PREVIOUS_RUN).is_dir():
-        return None
-    if snapshot_steps(folder):
-        drop_previous_run(folder)
-        return f"Removed the run that an interrupted --overwrite replaced in {folder}: its new run had a checkpoint"
-    restore_previous_run(folder)
-    return (f"Restored the run in {folder} that an interrupted --overwrite was replacing: the new run never saved a "
-            "checkpoint")
 
 
 def load_checkpoint(folder, trainer, check=lambda run_info: None):
@@ -228,22 +198,28 @@ def load_checkpoint(folder, trainer, check=lambda run_info: None):
 
 
 def _load_optimizers(trainer, path):
-    """The optimizers' state (step counts, momentum) from `path`, each array checked against its variable first."""
+    """The optimizers' state (step counts, momentum) from `path`, each array's header checked against its variable
+    before it is read (a small file of deflated zeros may claim gigabytes), and its values after."""
+    expected = {f"{role}_{i}": variable for role, optimizer in trainer.optimizers().items()
+                for i, variable in enumerate(optimizer.variables)}
     try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            for name, variable in expected.items():
+                if f"{name}.npy" not in names or npy_header(path, archive, name)[0] != tuple(variable.shape):
+                    raise UserError(f"{path} does not hold this run's optimizer state ({name}); "
+                                    f"{_damaged_advice(path.parent)}")
         with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in saved.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            arrays = {name: saved[name] for name in expected}
+    except NPZ_ERRORS as error:
         raise UserError(f"cannot read {path} ({first_line(error)}); {_damaged_advice(path.parent)}") from None
-    for role, optimizer in trainer.optimizers().items():
-        for i, variable in enumerate(optimizer.variables):
-            array = arrays.get(f"{role}_{i}")
-            if array is None or array.shape != tuple(variable.shape) or not np.all(np.isfinite(array)):
-                raise UserError(
-                    f"{path} does not hold this run's optimizer state ({role}_{i}); {_damaged_advice(path.parent)}"
-                )
-    for role, optimizer in trainer.optimizers().items():
-        for i, variable in enumerate(optimizer.variables):
-            variable.assign(arrays[f"{role}_{i}"])
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf" or not np.all(np.isfinite(array)):
+            raise UserError(
+                f"{path} does not hold this run's optimizer state ({name}); {_damaged_advice(path.parent)}"
+            )
+    for name, variable in expected.items():
+        variable.assign(arrays[name])
 
 
 def read_run_info(folder):
@@ -256,7 +232,7 @@ def read_run_info(folder):
         )
     path = folder / RUN_FILE
     try:
-        run_info = json.loads(path.read_text())
+        run_info = json.loads(read_small_file(path, RUN_FILE_BYTES))
     except FileNotFoundError:
         raise UserError(
             f"{folder} holds no {RUN_FILE}, so it is not a dcgan weights folder; pass the --weights-dir of a dcgan "
@@ -277,6 +253,9 @@ def run_info_problem(run_info):
 
     if not isinstance(run_info, dict) or not isinstance(run_info.get("config"), dict):
         return "it holds no settings (config)"
+    problem = settings_problem(run_info["config"])
+    if problem:
+        return problem
     shape = run_info.get("image_shape")
     if not (
         isinstance(shape, list) and len(shape) == 3 and all(whole(side, 1) for side in shape) and shape[2] in (1, 3)
@@ -287,20 +266,29 @@ def run_info_problem(run_info):
             return f"{name} is {run_info[name]!r}, not a whole number above 0"
     if "step" in run_info and not whole(run_info["step"], 0):
         return f"step is {run_info['step']!r}, not a whole number"
-    if not whole(run_info.get("latent_dim"), 1):
-        return "latent_dim is missing"
-    key = LEGACY_CLASS_NAMES if LEGACY_CLASS_NAMES in run_info else "class_names"
-    names = run_info.get(key)
+    if not whole(run_info.get("latent_dim"), 1) or run_info["latent_dim"] > MAX_LATENT_DIM:
+        return f"latent_dim is {json_text(run_info.get('latent_dim'))}, not a whole number from 1 to {MAX_LATENT_DIM}"
     config = run_info["config"]
-    if names is not None or config.get("conditioning") is not None or config.get("semi_supervised") is not None:
+    labelled = config.get("conditioning") is not None or config.get("semi_supervised") is not None
+    keys = [key for key in ("class_names", LEGACY_CLASS_NAMES) if key in run_info] or (["class_names"] * labelled)
+    for key in keys:
+        names = run_info.get(key)
         if not (
             isinstance(names, list) and 2 <= len(names) <= MAX_CLASSES and all(isinstance(name, str) for name in names)
         ):
             return f"{key} is {json_text(names)}, not a list of 2 to {MAX_CLASSES} class names"
+    if len(keys) == 2 and run_info[keys[0]] != run_info[keys[1]]:
+        return f"class_names and {LEGACY_CLASS_NAMES} name different classes"
     probability = run_info.get("augment_probability", 0.0)
     if not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
         return f"augment_probability is {probability!r}, not a number from 0 to 1"
-    return settings_problem(run_info["config"])
+    if shape[0] != shape[1]:
+        return f"image_shape is {shape!r}, not square"
+    try:  # a shape no model can have costs gigabytes to build before it fails
+        check_image_size(run_info["config"].get("architecture", "classic"), shape[0])
+    except UserError as error:
+        return str(error).split(";")[0]
+    return None
 
 
 def _damaged_advice(folder):
@@ -394,11 +382,33 @@ def _load_weights(model, path):
     if not path.exists():
         raise UserError(f"{path} is missing; the weights folder holds no {model.name} weights")
     try:
+        _check_array_shapes(model, path)
         model.load_weights(path)
     except (ValueError, KeyError, OSError) as error:
         raise UserError(
             f"{path} does not fit dcgan's {model.name} ({_mismatch(error)}); use weights written by dcgan train"
         ) from None
+
+
+def _check_array_shapes(model, path):
+    """Refuse a weights file with an array of a shape `model` has none of, or more arrays than it has weights, before
+    Keras reads one: a header may claim gigabytes that a few compressed bytes fill."""
+    import h5py
+
+    shapes = {tuple(weight.shape) for weight in model.weights}
+    arrays = []
+
+    def note(name, item):  # returns None: anything else stops visititems
+        if isinstance(item, h5py.Dataset):
+            arrays.append((name, item.shape))
+
+    with h5py.File(path, "r") as file:
+        file.visititems(note)
+    for name, shape in arrays:
+        if shape not in shapes:
+            raise ValueError(f"it holds {name} of shape {shape}, which no layer has")
+    if len(arrays) > len(model.weights):
+        raise ValueError(f"it holds {len(arrays)} arrays for {len(model.weights)} weights")
 
 
 def _mismatch(error):

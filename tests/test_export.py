@@ -95,14 +95,21 @@ def checksum(path):
 def test_overwrite_replaces_only_with_a_checked_export(trained, tmp_path):
     weights_dir = trained[0].weights_dir
     output = tmp_path / "generator.onnx"
-    output.write_bytes(b"an earlier export")
+    output.write_bytes(b"a file of the user's, not an export")
+    refused = CliRunner().invoke(main, ["export", "--weights-dir", weights_dir, "--format", "onnx", "--output", output,
+                                        "--overwrite"])
+    assert refused.exit_code == 1
+    assert refused.output == (f"Error: {output} is not an earlier onnx export, and --overwrite replaces only one of "
+                              "those; choose another --output\n")
+    output.unlink()
+    export_generator(weights_dir, "onnx", output)
+    earlier = output.read_bytes()
     refused = CliRunner().invoke(main, ["export", "--weights-dir", weights_dir, "--format", "onnx", "--output", output])
     assert refused.exit_code == 1
     assert (
         refused.output
         == f"Error: {output} exists already; choose another --output, or pass --overwrite to replace it\n"
     )
-    assert output.read_bytes() == b"an earlier export"
 
     with pytest.raises(
         dcgan.UserError,
@@ -110,7 +117,7 @@ def test_overwrite_replaces_only_with_a_checked_export(trained, tmp_path):
         r"\(at most 0 allowed\); nothing was written$",
     ):
         export_generator(weights_dir, "onnx", output, overwrite=True, tolerance=0)
-    assert output.read_bytes() == b"an earlier export"
+    assert output.read_bytes() == earlier
     assert sorted(path.name for path in tmp_path.iterdir()) == ["generator.onnx"]
 
     exported = export_generator(weights_dir, "onnx", output, overwrite=True)
@@ -136,8 +143,8 @@ def test_savedmodel_overwrite_replaces_an_export_and_no_other_folder(trained, tm
         main, ["export", "--weights-dir", weights_dir, "--format", "savedmodel", "--output", weights_dir, "--overwrite"]
     )
     assert result.exit_code == 1
-    assert result.output == (f"Error: {weights_dir} is a folder that holds no SavedModel; --overwrite replaces only an "
-                             "earlier export, so choose another --output\n")
+    assert result.output == (f"Error: {weights_dir} is not an earlier savedmodel export, and --overwrite replaces only "
+                             "one of those; choose another --output\n")
     assert {path: checksum(path) for path in weights_dir.rglob("*") if path.is_file()} == before
 
 

@@ -8,16 +8,20 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import resource
 import shutil
 import signal
 import struct
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -26,7 +30,8 @@ from PIL import Image
 import dcgan
 from cli import main
 from dcgan.files import LOCK_FILE
-from dcgan.weights import OPTIMIZERS_FILE, PREVIOUS_RUN, RUN_FILE, set_aside_run, settle_previous_run
+from dcgan.previous_run import PREVIOUS_RUN, set_aside_run, settle_previous_run
+from dcgan.weights import OPTIMIZERS_FILE, RUN_FILE
 
 
 def checksums(*folders):
@@ -45,6 +50,8 @@ def run(tiny_config, tmp_path_factory):
     copy and checksum it in a fraction of a second), and a folder of hostile files."""
     folder = tmp_path_factory.mktemp("hostile")
     dcgan.train(tiny_config(folder, architecture="mlp", weights_dir=str(folder / "run")))
+    dcgan.train(tiny_config(folder, architecture="mlp", weights_dir=str(folder / "conditional"),
+                            conditioning="concat", steps=2))
     make_hostile_files(folder / "files")
     return folder
 
@@ -66,6 +73,64 @@ def png_header(width, height):
         + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
         + chunk(b"IEND", b"")
     )
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n(/tmp/owned) (w) file closefile\nshowpage\n"
+
+
+def with_method(method, data):
+    """The zip archive `data` with its members claiming the compression `method` (8, deflate, for stored data: it
+    does not inflate; 99: one zipfile does not know)."""
+    data = bytearray(data)
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + offset:start + offset + 2] = struct.pack("<H", method)
+            start = data.find(signature, start + 4)
+    return bytes(data)
+
+
+def recompressed_optimizers(method):
+    def damage(folder):
+        path = newest_snapshot(folder) / OPTIMIZERS_FILE
+        path.write_bytes(with_method(method, path.read_bytes()))
+    return damage
+
+
+def h5_claiming(shape):
+    """A weights file whose one array claims `shape`: HDF5 allocates it only when written, so the file is small."""
+    def damage(folder):
+        path = folder / "generator.weights.h5"
+        path.unlink()
+        with h5py.File(path, "w") as file:
+            file.create_dataset("layers/dense/vars/0", shape=shape, dtype="float32")
+    return damage
+
+
+def fifo(relative):
+    def damage(folder):
+        (folder / relative).unlink()
+        os.mkfifo(folder / relative)
+    return damage
+
+
+def previous_run(as_file):
+    def damage(folder):
+        if as_file:
+            (folder / PREVIOUS_RUN).write_text("not a folder")
+        else:  # set aside before anything was moved into it, in a run without snapshots
+            shutil.rmtree(folder / "snapshots")
+            (folder / PREVIOUS_RUN).mkdir()
+    return damage
+
+
+def metrics_as_folder(folder):
+    (folder / "metrics.csv").unlink()
+    (folder / "metrics.csv").mkdir()
+
+
+def huge_grid(folder):  # in the case's own folder, which the command takes as its samples folder
+    (folder.parent / "fakes_epoch0001_step0000002.png").write_bytes(png_header(9_000, 9_000))
 
 
 def idx(shape, pixels=b""):
@@ -97,10 +162,15 @@ def make_hostile_files(folder):
     for name, content in (("bomb", png_header(30_000, 30_000)), ("big", png_header(8_000, 8_000)), ("text", b"hello")):
         (folder / name).mkdir()
         (folder / name / "only.png").write_bytes(content)
+    (folder / "eps").mkdir()  # PostScript under a PNG's name: Pillow would hand it to Ghostscript
+    (folder / "eps" / "evil.png").write_bytes(EPS)
+    (folder / "tiff").mkdir()  # 32-bit integers, which dcgan once scaled as 16-bit
+    Image.fromarray(np.full((28, 28), 2**31 - 1, np.int32)).save(folder / "tiff" / "wide.png", format="TIFF")
     (folder / "empty-folder").mkdir()
     (folder / "oblong-images").mkdir()
     Image.new("L", (40, 28)).save(folder / "oblong-images" / "wide.png")
     (folder / "a-file").write_text("a file, not a folder")
+    (folder / "text.tflite").write_text("not a TensorFlow Lite model")
 
 
 def damaged(run, case, damage):
@@ -206,7 +276,7 @@ CASES = [
     ("npz-header-lies", [*DATA, "{files}/lying-header.npz"], "x's header promises shape (3000000, 28, 28)"),
     ("npz-not-a-zip", [*DATA, "{files}/not-a-zip.npz"], "cannot read"),
     ("idx-short-header", [*DATA, "{files}/short-header-idx3-ubyte"], "is truncated within its header"),
-    ("idx-gzip-bomb", [*DATA, "{files}/bomb-idx3-ubyte.gz"], "8.0 GiB as float32, more than the 2.0 GiB"),
+    ("idx-gzip-bomb", [*DATA, "{files}/bomb-idx3-ubyte.gz"], "10.0 GiB read and converted to float32"),
     ("idx-truncated", [*DATA, "{files}/truncated-idx3-ubyte"], "does not match its header"),
     ("idx-too-long", [*DATA, "{files}/too-long-idx3-ubyte"], "does not match its header"),
     ("idx-not-bytes", [*DATA, "{files}/floats-idx3-ubyte"], "is not an IDX file of unsigned bytes"),
@@ -306,6 +376,80 @@ CASES = [
         "holds the label 0.5, which is not a class number",
     ),
     ("evaluate-unlabelled-folder", [*EVALUATE, "{files}/text"], "holds images without labels"),
+    # Pictures: only PNG and JPEG are decoded, by their content.
+    ("folder-eps-named-png", [*DATA, "{files}/eps"], "none of the 1 image files"),
+    ("folder-int32-tiff-named-png", [*DATA, "{files}/tiff"], "none of the 1 image files"),
+    ("plot-grid-of-9000-pixels", ["plot", "--weights-dir", "{run}", "--samples-dir", "{case}"],
+     "larger than any sample grid dcgan draws", huge_grid),
+    # Names: a control character is shown escaped, and cannot start a line of its own.
+    ("dataset-name-with-newline", [*DATA, "{case}/x\nError: forged"], "x\\nError: forged"),
+    # Writes: --overwrite replaces only an earlier export of its kind.
+    ("export-over-run-json", ["export", "--weights-dir", "{run}", "--format", "savedmodel", "--output",
+                              "{run}/run.json", "--overwrite"], "is not an earlier savedmodel export"),
+    ("export-over-metrics", ["export", "--weights-dir", "{run}", "--format", "savedmodel", "--output",
+                             "{run}/metrics.csv", "--overwrite"], "is not an earlier savedmodel export"),
+    ("export-over-a-device", ["export", "--weights-dir", "{run}", "--format", "savedmodel", "--output", "/dev/null",
+                              "--overwrite"], "/dev/null is not an earlier savedmodel export"),
+    ("export-over-a-text-file", ["export", "--weights-dir", "{run}", "--format", "tflite", "--output",
+                                 "{files}/text.tflite", "--overwrite"], "is not an earlier tflite export"),
+    ("previous-run-a-file", ["train", "--resume", "--weights-dir", "{run}"], "is not the folder dcgan sets",
+     previous_run(as_file=True)),
+    ("previous-run-empty", TRAIN[:7], "already holds a training run", previous_run(as_file=False)),
+    # Memory: bounded by what a file holds, not by what its header claims.
+    ("weights-claiming-16-gb", GENERATE, "which no layer has", h5_claiming((65_536, 65_536))),
+    ("run-json-huge-latent", GENERATE, "latent_dim is 1000000000",
+     edit_run_json(lambda info: info.update(latent_dim=10**9))),
+    ("run-json-huge-image", GENERATE, "image size 65536 is not supported",
+     edit_run_json(lambda info: info.update(image_shape=[65_536, 65_536, 3]))),
+    ("run-json-oblong-image", GENERATE, "not square", edit_run_json(lambda info: info.update(image_shape=[8, 16, 1]))),
+    ("run-json-large-file", GENERATE, "holds more than 1,000,000 bytes",
+     write(RUN_FILE, b"{" + b" " * 2_000_000 + b"}")),
+    ("run-json-fifo", GENERATE, "not a regular file", fifo(RUN_FILE)),
+    ("run-json-unknown-architecture", GENERATE, "setting 'architecture' is 'resnet', not one of",
+     edit_run_json(lambda info: info["config"].update(architecture="resnet"))),
+    ("run-json-unknown-loss", GENERATE, "setting 'loss' is 'l1', not one of",
+     edit_run_json(lambda info: info["config"].update(loss="l1"))),
+    ("run-json-unknown-conditioning", GENERATE, "setting 'conditioning' is 'text', not one of",
+     edit_run_json(lambda info: info["config"].update(conditioning="text"))),
+    ("interpolate-too-many-images", [*GENERATE[:-2], "--interpolate", "--walks", "256", "--points", "256"],
+     "more than a grid can show"),
+    (
+        "optimizers-bad-deflate",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "cannot read",
+        recompressed_optimizers(8),
+    ),
+    (
+        "optimizers-unknown-compression",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "cannot read",
+        recompressed_optimizers(99),
+    ),
+    ("npz-unknown-compression", [*DATA, "{case}/run/x.npz"], "cannot read",
+     write("x.npz", with_method(99, npz_bytes(x=np.zeros((4, 28, 28), np.uint8))))),
+    (
+        "metrics-a-folder-resume",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "metrics.csv is damaged",
+        metrics_as_folder,
+    ),
+    ("metrics-a-folder-plot", ["plot", "--weights-dir", "{run}", "--samples-dir", "{case}"], "cannot read",
+     metrics_as_folder),
+    (
+        "metrics-nan-elapsed",
+        ["train", "--resume", "--weights-dir", "{run}", "--steps", "9"],
+        "metrics.csv is damaged",
+        write("metrics.csv", b"step,epoch,elapsed_seconds\n1,1,nan\n2,1,nan\n3,1,nan\n4,1,nan\n"),
+    ),
+    ("run-json-class-names-disagree", GENERATE, "class_names and classifier_class_names name different classes",
+     edit_run_json(lambda info: info.update(class_names=["a", "b"], classifier_class_names=["c", "d"]))),
+    ("dataset-a-fifo", [*DATA, "{case}/fifo"], "is neither a file nor a folder",
+     lambda folder: os.mkfifo(folder.parent / "fifo")),
+    ("generate-class-superscript-two", ["generate", "--weights-dir", "{conditional}", "--batch-size", "4", "--output",
+                                        "{case}/out.png", "--class", "²"], "the run has no class '²'"),
+    ("semi-supervised-one-image-a-class", [*DATA[:-1], "--semi-supervised", "--labelled", "10", "--dataset",
+                                           "{case}/one.npz"], "leaves no images to train on",
+     lambda folder: np.savez(folder.parent / "one.npz", x=np.zeros((10, 28, 28), np.uint8), y=np.arange(10))),
     ("plot-no-run", ["plot", "--weights-dir", "{case}/none"], "does not exist"),
     (
         "plot-samples-dir-under-a-file",
@@ -326,7 +470,8 @@ def test_hostile_input_gets_one_line_and_loses_nothing(run, tmp_path, name, comm
     (run / "files" / "a-file.png").write_bytes(b"not to be replaced")
     target = damaged(run, tmp_path, damage) if damage else run / "run"
     before = checksums(run / "run", run / "samples", target, run / "files")
-    places = {"run": target, "samples": run / "samples", "files": run / "files", "case": tmp_path}
+    places = {"run": target, "samples": run / "samples", "files": run / "files", "case": tmp_path,
+              "conditional": run / "conditional"}
     result = CliRunner().invoke(main, [part.format(**places) for part in command])
     assert result.exit_code in (1, 2), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -497,3 +642,172 @@ def test_generate_writes_beside_the_runs_grids_and_never_replaces_a_file(run, tm
     (tmp_path / "run-samples").rename(tmp_path / "moved")
     result = CliRunner().invoke(main, ["generate", "--weights-dir", "run", "--batch-size", "4", "--seed", "3"])
     assert result.exit_code == 0 and (tmp_path / "samples" / "generated_seed3.png").exists(), "no run folder: ./samples"
+
+
+def test_no_program_runs_because_of_a_picture(run, tmp_path, monkeypatch):
+    # A Ghostscript that leaves a mark if Pillow ever calls it, first on PATH.
+    (tmp_path / "bin").mkdir()
+    gs = tmp_path / "bin" / "gs"
+    gs.write_text(f"#!/bin/sh\ntouch {tmp_path / 'ran'}\n")
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "evil.png").write_bytes(EPS)
+    Image.new("L", (28, 28), 200).save(tmp_path / "data" / "good.png")
+    from dcgan.datasets import load_dataset
+
+    images = load_dataset(str(tmp_path / "data"))
+    assert images.shape == (1, 28, 28, 1) and np.allclose(images, 200 / 127.5 - 1)
+    assert not (tmp_path / "ran").exists(), "Pillow ran Ghostscript on a file named .png"
+
+
+def test_pruning_never_follows_a_snapshot_that_is_a_symbolic_link(run, tmp_path):
+    shutil.copytree(run / "run", tmp_path / "run")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("optimizers.npz", "generator.weights.h5", "training_generator.weights.h5"):
+        (outside / name).write_text("the user's own file")
+    (tmp_path / "run" / "snapshots" / "step0000001").symlink_to(outside, target_is_directory=True)
+    result = CliRunner().invoke(main, ["train", "--resume", "--weights-dir", tmp_path / "run", "--steps", "8",
+                                       "--save-every", "1", "--keep", "1", "--samples-dir", tmp_path / "samples"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in outside.iterdir()) == [
+        "generator.weights.h5", "optimizers.npz", "training_generator.weights.h5"
+    ]
+    assert (tmp_path / "run" / "snapshots" / "step0000001").is_symlink()
+    assert [path.name for path in (tmp_path / "run" / "snapshots").iterdir() if not path.is_symlink()] == [
+        "step0000008"
+    ]
+
+
+def test_resume_trains_the_folder_it_read_not_the_one_its_run_json_names(run, tmp_path, monkeypatch):
+    shutil.copytree(run / "run", tmp_path / "weights")
+    info = json.loads((tmp_path / "weights" / RUN_FILE).read_text())
+    info["config"]["weights_dir"] = str(tmp_path / "elsewhere")  # where the run was trained before it was moved
+    (tmp_path / "weights" / RUN_FILE).write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["train", "--resume", "--steps", "7", "--samples-dir", "samples"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "elsewhere").exists()
+    assert json.loads((tmp_path / "weights" / RUN_FILE).read_text())["step"] == 7
+
+
+def test_an_output_another_command_creates_meanwhile_is_never_replaced(tmp_path):
+    from dcgan.files import place_new, write_atomically
+
+    def racing(temporary):  # the other command wins the name while this one writes
+        (tmp_path / "out.csv").write_text("the other command's")
+        temporary.write_text("this command's")
+
+    with pytest.raises(dcgan.UserError, match="appeared while this command was writing it"):
+        write_atomically(tmp_path / "out.csv", racing, replace=False)
+    assert (tmp_path / "out.csv").read_text() == "the other command's"
+    (tmp_path / "pngs").mkdir()
+    (tmp_path / "pngs" / "image_000000.png").write_text("the other command's")
+    (tmp_path / "partial").mkdir()
+    with pytest.raises(dcgan.UserError, match="appeared while this command was writing it"):
+        place_new(tmp_path / "partial", tmp_path / "pngs")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.csv", "partial", "pngs"]
+
+
+def test_partial_outputs_of_killed_commands_are_removed_and_those_of_running_ones_kept(run, tmp_path):
+    from dcgan.files import PARTIAL
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    killed = tmp_path / f"{PARTIAL}{gone.pid}-0123abcd-images.npz"
+    killed.write_bytes(bytes(1000))
+    (tmp_path / f"{PARTIAL}{gone.pid}-4567abcd-pngs").mkdir()
+    running = tmp_path / f"{PARTIAL}{os.getpid()}-89abcdef-images.npz"
+    running.write_bytes(bytes(1000))
+    for output in ("images.npz", "pngs"):
+        result = CliRunner().invoke(main, ["generate", "--weights-dir", run / "run", "--count", "3", "--output",
+                                           tmp_path / output])
+        assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["images.npz", "pngs", running.name])
+
+
+def test_nice_keeps_the_same_images_whether_it_draws_in_one_chunk_or_many(run, monkeypatch):
+    from dcgan import generation
+
+    whole = dcgan.generate(run / "run", count=5, seed=4, nice_factor=7)
+    monkeypatch.setattr(generation, "NICE_CHUNK", 3)
+    chunked = dcgan.generate(run / "run", count=5, seed=4, nice_factor=7)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
+
+
+def test_a_set_aside_interrupted_while_moving_puts_every_file_back(run, tmp_path):
+    shutil.copytree(run / "run", tmp_path / "run")
+    before = checksums(tmp_path / "run")
+    previous = tmp_path / "run" / PREVIOUS_RUN
+    previous.mkdir()  # killed after moving two of the run's entries and before marking the set-aside whole
+    for name in ("snapshots", "metrics.csv"):
+        (tmp_path / "run" / name).rename(previous / name)
+    said = settle_previous_run(tmp_path / "run")
+    assert said.startswith("Restored the run") and not previous.exists()
+    assert checksums(tmp_path / "run") == before
+
+
+def test_a_deeply_nested_tf_config_is_one_line_even_with_dry_run():
+    result = CliRunner().invoke(main, ["train", "--dry-run"], env={"TF_CONFIG": "[" * 100_000})
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert result.stderr.startswith("Error: TF_CONFIG in the environment cannot be read (it is not JSON)")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_caller_trickling_bytes_on_the_meeting_port_cannot_hold_a_worker(monkeypatch):
+    import socket
+    import threading
+
+    from dcgan import cluster
+
+    with socket.socket() as probe:  # a free port for worker 0; worker 1 never starts
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle():  # one byte every half second, never a newline, until the test ends
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("localhost", port), timeout=1) as connection:
+                    while not stop.wait(0.5):
+                        connection.sendall(b"[")
+            except OSError:
+                stop.wait(0.1)
+
+    threading.Thread(target=trickle, daemon=True).start()
+    monkeypatch.setattr(cluster, "MEETING_SECONDS", 1.0)
+    workers = cluster.Cluster((f"localhost:{port}", "localhost:1"), 0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(dcgan.UserError, match="did not answer within 2 s"):
+            cluster._meet(workers, "{}", wait=2)
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 2 + 1 + 1.5, "the trickle held the worker past its wait"
+
+
+def test_a_full_disk_under_generate_is_one_line_and_leaves_nothing(run, tmp_path):
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # noqa: E731
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dcgan"), "generate", "--weights-dir", str(run / "run"), "--count", "2000",
+         "--output", str(tmp_path / "images.npz")],
+        capture_output=True, text=True, preexec_fn=limit, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Error: File too large") and len(result.stderr.strip().splitlines()) == 1, (
+        result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_identical_images_train_without_a_raw_warning(tmp_path):
+    np.savez(tmp_path / "same.npz", x=np.full((16, 28, 28), 128, np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # dividing by identical images' zero diversity was one
+        result = CliRunner().invoke(main, ["train", "--dataset", tmp_path / "same.npz", "--architecture", "mlp",
+                                           "--batch-size", "8", "--steps", "3", "--sample-every", "1", "--weights-dir",
+                                           tmp_path / "weights", "--samples-dir", tmp_path / "samples"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr.lower()

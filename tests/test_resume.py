@@ -18,6 +18,7 @@ import dcgan
 from cli import main
 from dcgan import TrainConfig, Trainer, UserError, load_discriminator, load_generator
 from dcgan.datasets import MNIST_SAMPLE
+from dcgan.files import PARTIAL
 from dcgan.weights import load_checkpoint, snapshot_steps
 
 
@@ -205,6 +206,11 @@ def test_a_second_ctrl_c_quits_at_once_and_leaves_a_resumable_folder(wait_for, t
     assert load_checkpoint(tmp_path / "weights", trainer)["step"] == snapshot_steps(tmp_path / "weights")[-1]
 
 
+def leftovers(folder):
+    """The hidden files and folders that saves write before moving them into place."""
+    return [*Path(folder).rglob(".tmp-*"), *Path(folder).rglob(f"{PARTIAL}*")]
+
+
 def test_killed_at_random_moments_while_saving_the_folder_always_resumes(metrics_rows, wait_for, tmp_path):
     rng = random.Random(0)
     for attempt in range(2):
@@ -224,7 +230,7 @@ def test_killed_at_random_moments_while_saving_the_folder_always_resumes(metrics
     finish = start_training(tmp_path, "--resume", "--steps", last + 1, "--save-every", 1, "--keep", 2)
     out, err = finish.communicate(timeout=180)
     assert finish.returncode == 0, err
-    assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")], "leftovers of killed saves are cleaned up"
+    assert not leftovers(tmp_path / "weights"), "leftovers of killed saves are cleaned up"
     assert [int(r["step"]) for r in metrics_rows(tmp_path / "weights")] == list(range(1, last + 2))
 
 
@@ -238,7 +244,7 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_the_previous_checkpoint_s
     assert "Error: writing" in err and "failed at step 3" in err and "(step 2)" in err and "Traceback" not in err
     assert snapshot_steps(tmp_path / "weights") == [2]
     assert (tmp_path / "weights" / "snapshots" / "step0000002" / "generator.weights.h5").read_bytes() == before
-    assert not [p for p in (tmp_path / "weights").rglob(".tmp-*")]
+    assert not leftovers(tmp_path / "weights")
 
 
 def test_a_run_stopped_during_its_first_save_is_read_from_its_snapshot(run_dcgan, trained, tmp_path):
