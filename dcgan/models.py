@@ -32,24 +32,20 @@ def hidden_activation(name):
     raise UserError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
 
 
-def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, synchronized=False, activation="tanh",
-                    architecture="classic"):
+def build_generator(latent_dim=LATENT_DIM, image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic"):
     """Uniform noise in [-1, 1]^latent_dim -> images of `image_shape` in [-1, 1], by `architecture`.
 
     `activation` is the classic and mlp models' hidden activation; the output is always tanh.
-    `synchronized` pools batch-norm statistics across devices when a batch is split across them.
     """
     check_image_size(architecture, image_shape[0])
-    return ARCHITECTURES[architecture][0](latent_dim, tuple(image_shape), synchronized, activation)
+    return ARCHITECTURES[architecture][0](latent_dim, tuple(image_shape), activation)
 
 
-def build_discriminator(
-    image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic", loss="bce", synchronized=False
-):
+def build_discriminator(image_shape=IMAGE_SHAPE, activation="tanh", architecture="classic", loss="bce"):
     """Images of `image_shape` -> each image's score, by `architecture`: a probability of being real
     for losses that read probabilities, an unbounded critic score for the others (`loss`)."""
     check_image_size(architecture, image_shape[0])
-    return ARCHITECTURES[architecture][1](tuple(image_shape), activation, LOSSES[loss], synchronized)
+    return ARCHITECTURES[architecture][1](tuple(image_shape), activation, LOSSES[loss])
 
 
 def _score(loss):
@@ -57,7 +53,7 @@ def _score(loss):
     return [layers.Dense(1), layers.Activation(loss.head, dtype="float32")]
 
 
-def classic_generator(latent_dim, image_shape, synchronized, activation):
+def classic_generator(latent_dim, image_shape, activation):
     """At 28x28x1 the classic generator exactly, `activation` replacing its hidden tanh layers. Other
     sizes start from a smaller or larger map and add an upsampling block for each extra doubling,
     halving the filters towards the image."""
@@ -73,7 +69,7 @@ def classic_generator(latent_dim, image_shape, synchronized, activation):
             layers.Dense(1024),
             hidden_activation(activation),
             layers.Dense(128 * base * base),
-            layers.BatchNormalization(synchronized=synchronized),
+            layers.BatchNormalization(),
             hidden_activation(activation),
             layers.Reshape((base, base, 128)),
             *blocks,
@@ -85,7 +81,7 @@ def classic_generator(latent_dim, image_shape, synchronized, activation):
     )
 
 
-def classic_discriminator(image_shape, activation, loss, synchronized):
+def classic_discriminator(image_shape, activation, loss):
     """At 28x28x1 the classic discriminator exactly (with a linear score for critic losses),
     `activation` replacing its hidden tanh layers. Other sizes get one convolution and pooling
     block per doubling, doubling the filters from 64."""
@@ -107,7 +103,7 @@ def classic_discriminator(image_shape, activation, loss, synchronized):
     )
 
 
-def dcgan_generator(latent_dim, image_shape, synchronized, activation):
+def dcgan_generator(latent_dim, image_shape, activation):
     """The DCGAN paper's generator (and PyTorch's DCGAN example's): noise projected to a small map, then
     4x4 transposed convolutions of stride 2, each doubling the side and halving the filters down to
     64, with batch norm and ReLU; tanh out. At 64x64: 4x4x512 -> 8x8x256 -> ... -> 64x64. Its
@@ -119,12 +115,12 @@ def dcgan_generator(latent_dim, image_shape, synchronized, activation):
     blocks = []
     for width in filters[1:]:
         blocks += [layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False),
-                   layers.BatchNormalization(synchronized=synchronized), layers.ReLU()]
+                   layers.BatchNormalization(), layers.ReLU()]
     return keras.Sequential(
         [
             keras.Input((latent_dim,)),
             layers.Dense(base * base * filters[0], use_bias=False),
-            layers.BatchNormalization(synchronized=synchronized),
+            layers.BatchNormalization(),
             layers.ReLU(),
             layers.Reshape((base, base, filters[0])),
             *blocks,
@@ -135,7 +131,7 @@ def dcgan_generator(latent_dim, image_shape, synchronized, activation):
     )
 
 
-def dcgan_discriminator(image_shape, activation, loss, synchronized):
+def dcgan_discriminator(image_shape, activation, loss):
     """The DCGAN paper's discriminator: 4x4 convolutions of stride 2, each halving the side and doubling
     the filters from 64, with LeakyReLU (0.2) and batch norm after all but the first; then one score.
 
@@ -147,13 +143,13 @@ def dcgan_discriminator(image_shape, activation, loss, synchronized):
         norm = []
         if index:
             norm = [layers.LayerNormalization(axis=[1, 2, 3]) if loss.penalized
-                    else layers.BatchNormalization(synchronized=synchronized)]
+                    else layers.BatchNormalization()]
         blocks += [layers.Conv2D(64 * 2**index, 4, strides=2, padding="same", use_bias=not norm), *norm,
                    layers.LeakyReLU(negative_slope=0.2)]
     return keras.Sequential([keras.Input(image_shape), *blocks, layers.Flatten(), *_score(loss)], name="discriminator")
 
 
-def mlp_generator(latent_dim, image_shape, synchronized, activation):
+def mlp_generator(latent_dim, image_shape, activation):
     """The original GAN paper's fully connected generator (Goodfellow et al. 2014): two hidden layers of 1200."""
     return keras.Sequential(
         [
@@ -169,7 +165,7 @@ def mlp_generator(latent_dim, image_shape, synchronized, activation):
     )
 
 
-def mlp_discriminator(image_shape, activation, loss, synchronized):
+def mlp_discriminator(image_shape, activation, loss):
     """The original GAN paper's fully connected discriminator: two hidden layers of 240 (LeakyReLU
     or tanh in place of its maxout units, which Keras has no layer for)."""
     return keras.Sequential(

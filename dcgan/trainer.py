@@ -8,6 +8,7 @@ from dcgan.augment import DRAWS_PER_AUGMENTATION, augment, augment_chosen
 from dcgan.cluster import join, settings_digest, share_of
 from dcgan.conditioning import conditioning_of
 from dcgan.datasets import IMAGE_SHAPE
+from dcgan.devices import batch_norms, pool_batch_statistics
 from dcgan.losses import LOSSES, gradient_penalty
 from dcgan.models import LATENT_DIM
 from dcgan.presets import augmentations
@@ -75,11 +76,12 @@ class Trainer:
         else:
             self.strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
         with self.strategy.scope(), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
-            # Each device sees part of the batch: batch norm must pool their statistics to match one device.
-            models = {"config": config, "image_shape": image_shape, "latent_dim": latent_dim, "classes": classes,
-                      "synchronized": self.strategy.num_replicas_in_sync > 1}
+            models = {"config": config, "image_shape": image_shape, "latent_dim": latent_dim, "classes": classes}
             self.generator = build_model("generator", **models)
             self.discriminator = build_model("discriminator", **models)
+            if self.strategy.num_replicas_in_sync > 1:  # each device sees part of the batch
+                for model in (self.generator, self.discriminator):
+                    pool_batch_statistics(model)
             # With batch norm, the discriminator's update sees the real and the generated images as two batches,
             # each normalized by its own statistics, as PyTorch's DCGAN example does: the generator's update shows
             # it generated images alone, and a discriminator that learned them normalized together with real ones
@@ -330,12 +332,11 @@ class Trainer:
         }
 
 
-def build_model(role, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0, synchronized=False):
+def build_model(role, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, classes=0):
     """A run's untrained "generator" or "discriminator" as `config` makes it, for images of `image_shape` and
-    `classes` classes: what training builds and what a run folder rebuilds its files into.
-    `synchronized`: batch norm pools its statistics across the devices of a split batch."""
-    models = {"classes": classes, "image_shape": image_shape, "synchronized": synchronized,
-              "activation": config.activation, "architecture": config.architecture}
+    `classes` classes: what training builds and what a run folder rebuilds its files into."""
+    models = {"classes": classes, "image_shape": image_shape, "activation": config.activation,
+              "architecture": config.architecture}
     conditioning = conditioning_of(config.conditioning)
     if role == "generator":
         return conditioning.build_generator(latent_dim=latent_dim, **models)
@@ -348,12 +349,7 @@ def _mean_of(tensors):
 
 
 def _has_batch_norm(model):
-    """Whether `model`, or a model inside it (a conditional or semi-supervised discriminator's body), has batch norm."""
-    return any(
-        isinstance(layer, keras.layers.BatchNormalization)
-        or (isinstance(layer, keras.Model) and _has_batch_norm(layer))
-        for layer in model.layers
-    )
+    return any(batch_norms(model))
 
 
 def _replicas():

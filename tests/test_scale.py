@@ -38,13 +38,18 @@ def test_training_after_tensorflow_started_runs_ops_side_by_side_and_says_so(tmp
     assert "another process with the same seed may train slightly different weights" in result.stdout
 
 
-@pytest.mark.parametrize("settings", [
-    {"preset": "classic"},
+@pytest.mark.parametrize("settings, bound", [
+    ({"preset": "classic"}, 1e-5),
     # A critic of the paper's models: batch norm in the generator, layer norm in the critic, a gradient
-    # penalty, two updates a step, conditional. SGD: Adam would magnify float32's other summing order into its steps.
-    {"preset": "wgan-gp", "d_steps": 2, "optimizer": "sgd", "lr": 0.0005, "conditioning": "projection"},
+    # penalty, two updates a step, conditional.
+    ({"preset": "wgan-gp", "d_steps": 2, "optimizer": "sgd", "lr": 0.0005, "conditioning": "projection"}, 1e-5),
+    # With Adam, which turns float32's other summing order into larger steps, to 5 times what a change of --threads
+    # alone does (test_cluster.PRESET_BOUNDS). The default preset's two devices were 1.6e-3 apart after these 4 steps
+    # while batch norm took its variance as E[x²] - E[x]²; now 1.2e-5 (dcgan-paper's 1.0e-6).
+    ({"preset": "fast"}, 1e-4),
+    ({"preset": "dcgan-paper"}, 5e-6),
 ])
-def test_two_devices_train_like_one(settings):
+def test_two_devices_train_like_one(settings, bound):
     # The CPU split into two logical devices must be set up before TensorFlow starts: a fresh process for
     # each setting (two trainers of other models under MirroredStrategy in one process mix up their collectives).
     script = textwrap.dedent("""
@@ -79,8 +84,8 @@ def test_two_devices_train_like_one(settings):
     )
     assert result.returncode == 0, result.stderr
     weight_difference, loss_difference = map(float, result.stdout.split())
-    # Float32 sums in another order: after 4 steps the weights agree to 1e-5 (seen: about 1e-7).
-    assert weight_difference < 1e-5 and loss_difference < 1e-5
+    # Float32 sums in another order: after 4 steps with SGD the weights agree to 1e-5 (seen: about 1e-7).
+    assert weight_difference < bound and loss_difference < 1e-5
 
 
 def test_the_xla_step_matches_the_plain_one(classic_trainer):
