@@ -39,8 +39,8 @@ from dcgan.array_files import NPZ_ERRORS, npy_header
 from dcgan.config import TrainConfig, json_text, saved_config, settings_problem
 from dcgan.datasets import MAX_CLASSES
 from dcgan.errors import UserError, first_line
-from dcgan.sizes import check_image_size
 from dcgan.files import fsync_folder, read_small_file, remove, write_atomically
+from dcgan.sizes import check_image_size
 
 RUN_FILE = "run.json"
 SNAPSHOTS = "snapshots"
