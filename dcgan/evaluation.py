@@ -363,16 +363,17 @@ def format_report(report):
 
 def _format_classifier(scores):
     """The semi-supervised classifier's accuracy, and its confusion matrix: a row per true class."""
+    corner = "true class \\ classified as"
     names = [name[:9] for name in scores["class_names"]]
     width = max(6, *(len(name) + 1 for name in names))
     lines = [
         f"the run's classifier, from {scores['labelled']} labels: held-out accuracy {scores['held_out_accuracy']:.1%} "
         f"on {scores['held_out_images']} images",
         "",
-        "true class \\ classified as".ljust(22) + "".join(f"{name:>{width}}" for name in names),
+        f"{corner} " + "".join(f"{name:>{width}}" for name in names),
     ]
-    for name, row in zip(scores["class_names"], scores["confusion_matrix"]):
-        lines.append(f"{name[:21]:22}" + "".join(f"{count:>{width}}" for count in row))
+    for name, row in zip(scores["class_names"], scores["confusion_matrix"]):  # the counts under their class's name
+        lines.append(f"{name[:len(corner)]:{len(corner) + 1}}" + "".join(f"{count:>{width}}" for count in row))
     return lines
 
 

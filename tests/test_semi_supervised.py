@@ -153,6 +153,12 @@ def test_evaluate_reports_the_classifiers_held_out_accuracy_and_confusion(semi_r
     assert np.trace(confusion) / 1000 == pytest.approx(scores["held_out_accuracy"])
     assert confusion.sum(axis=1).tolist() == np.bincount(load_labelled("mnist-sample").test_labels).tolist()
     assert scores["labelled"] == 20 and "held-out accuracy" in format_report(report)
+    # Each count ends where its column's class name ends.
+    lines = format_report(report).splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("true class"))
+    ends = [match.end() for match in re.finditer(r"\S+", lines[header])][-10:]
+    for row in lines[header + 1:header + 11]:
+        assert [match.end() for match in re.finditer(r"\S+", row)][-10:] == ends, row
 
 
 @pytest.mark.parametrize("arguments, message", [
