@@ -3,6 +3,15 @@
     from dcgan import load_generator
     generator = load_generator("weights")
     images = generator(noise)  # noise: (N, 100) uniform in [-1, 1] -> (N, 28, 28, 1) in [-1, 1]
+
+What `dcgan train`, `generate`, `evaluate` and `export` do, from Python:
+- TrainConfig: one run's settings (TrainConfig.from_preset("fast", dataset=..., ...)); train(config,
+  resume=False, callbacks=[...]) trains it, Keras callbacks included (Callback adds dcgan's own hooks).
+- RunFolder: a saved run (its run.json and models); load_generator, load_discriminator, load_classifier.
+- generate, interpolate: images from a run's generator; save_grid writes them as one PNG.
+- evaluate: scores a run against real labelled images; export_generator: SavedModel, TFLite or ONNX.
+- Trainer: a run's models, optimizers and training step, for a loop of your own.
+- UserError: every mistake the user can fix; its message says how.
 """
 import importlib
 import os
@@ -35,3 +44,7 @@ def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'dcgan' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])  # help(dcgan) and dir(dcgan) list the names imported on first use too

@@ -226,3 +226,13 @@ def test_the_readmes_callback_example_runs_as_written(tmp_path):
     with open(tmp_path / "epochs.csv", newline="") as file:
         epochs = list(csv.DictReader(file))
     assert len(epochs) == 1 and epochs[0]["epoch"] == "0" and float(epochs[0]["d_loss"]) > 0
+
+
+def test_help_and_dir_list_the_public_api():
+    import pydoc
+
+    assert set(dcgan.__all__) <= set(dir(dcgan))
+    text = pydoc.render_doc(dcgan, renderer=pydoc.plaintext)
+    for shown in ("train(config, resume=False, callbacks=None)", "class TrainConfig", "class RunFolder",
+                  "generate(weights_dir=", "evaluate(", "export_generator(", "load_generator("):
+        assert shown in text, shown
