@@ -369,15 +369,23 @@ def train(ctx, dry_run, resume, **options):
 
 
 def dry_run_plan(config, step):
-    """The settings as the run would use them, and how many steps it would make on its data from `step`."""
-    from dcgan.datasets import load_training_data
+    """The settings as the run would use them, and how many steps it would make on its data from `step`.
 
-    images, _, class_names = load_training_data(config)
-    steps_per_epoch = config.steps_per_epoch(len(images))
-    return {**config.resolved(images.shape[1:]),
-            "plan": {"images": len(images), "image_shape": list(images.shape[1:]), "steps_per_epoch": steps_per_epoch,
+    It reads the data to know its size and shape (and the checks a run makes of it), but downloads nothing: full
+    MNIST not yet here is planned from its known size, and downloaded by the run itself."""
+    from dcgan.datasets import DIGITS, MNIST_TRAINING_SHAPE, load_training_data, must_download
+
+    if must_download(config.dataset):
+        count, image_shape = MNIST_TRAINING_SHAPE[0], MNIST_TRAINING_SHAPE[1:]
+        class_names = DIGITS if config.conditioning or config.semi_supervised else None
+    else:
+        images, _, class_names = load_training_data(config)
+        count, image_shape = len(images), images.shape[1:]
+    steps_per_epoch = config.steps_per_epoch(count)
+    return {**config.resolved(image_shape),
+            "plan": {"images": count, "image_shape": list(image_shape), "steps_per_epoch": steps_per_epoch,
                      "from_step": step, "to_step": config.total_steps(steps_per_epoch),
-                     **({"class_names": class_names} if class_names else {})}}
+                     **({"class_names": list(class_names)} if class_names else {})}}
 
 
 def weights_folder(weights_dir, snapshot):

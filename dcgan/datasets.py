@@ -4,6 +4,7 @@ Every loader returns float32 images of shape (N, H, H, C) scaled to [-1, 1], the
 generator's tanh output: (N, 28, 28, 1) for the named datasets.
 """
 import collections
+import contextlib
 import math
 import os
 import sys
@@ -21,6 +22,7 @@ MNIST_SAMPLE = Path(__file__).parent / "assets" / "mnist_sample.npz"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MAX_CLASSES = 1000
 DIGITS = tuple(str(digit) for digit in range(10))
+MNIST_TRAINING_SHAPE = (60_000, 28, 28, 1)
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
 
@@ -156,6 +158,11 @@ def _idx_training_labels(folder, count):
     return _labels(np.concatenate([read_idx(p) for p in files]), count, files[0] if len(files) == 1 else folder)
 
 
+def must_download(dataset):
+    """Whether `dataset` is full MNIST, which is not here yet: reading it first downloads it."""
+    return dataset == "mnist" and not (keras_datasets_dir() / "mnist.npz").exists()
+
+
 def _mnist_file():
     """Keras' mnist.npz, downloaded if possible, else the bundled sample (saying so)."""
     cached = keras_datasets_dir() / "mnist.npz"
@@ -163,7 +170,8 @@ def _mnist_file():
         try:
             import keras
 
-            keras.datasets.mnist.load_data()
+            with contextlib.redirect_stdout(sys.stderr):  # Keras prints its progress; stdout is for results
+                keras.datasets.mnist.load_data()
         except Exception as error:  # Keras raises a bare Exception for a failed download
             reason = (str(error).strip().splitlines() or [type(error).__name__])[-1][:200]
             print(
@@ -178,7 +186,7 @@ def _mnist_file():
 
 def dataset_label(dataset):
     """How to name `dataset` to the user: mnist says when it stands for the bundled sample."""
-    if dataset == "mnist" and not (keras_datasets_dir() / "mnist.npz").exists():
+    if must_download(dataset):
         return "mnist (the bundled mnist-sample: full MNIST is not here)"
     return dataset
 

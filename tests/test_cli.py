@@ -126,6 +126,24 @@ def test_dry_run_prints_the_settings_as_used_and_the_steps(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_a_dry_run_of_mnist_not_yet_here_prints_only_its_plan_and_downloads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    result = invoke("train", "--dry-run")
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    plan = json.loads(result.stdout)["plan"]
+    assert (plan["images"], plan["image_shape"], plan["steps_per_epoch"]) == (60_000, [28, 28, 1], 937)
+    assert not (tmp_path / "keras").exists()
+
+
+def test_keras_download_lines_go_to_stderr_not_stdout(tmp_path, monkeypatch, capsys):
+    from dcgan.datasets import _mnist_file
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    _mnist_file()  # downloads full MNIST where the network allows, else falls back to the sample, saying so
+    said = capsys.readouterr()
+    assert said.out == "" and "mnist.npz" in said.err
+
+
 def test_a_preset_sets_the_training_settings_and_options_override_it():
     settings = (
         "activation",
