@@ -331,6 +331,7 @@ def train(ctx, dry_run, resume, **options):
     Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint that --resume continues from.
     """
     from dcgan.config import TrainConfig, resumed_config  # neither these nor reading a run load TensorFlow
+    from dcgan.datasets import DATASET_NAMES, existing_path
     from dcgan.weights import read_run_info
 
     options["channels"] = options["channels"] and int(options["channels"])
@@ -359,6 +360,8 @@ def train(ctx, dry_run, resume, **options):
                 **{name: value for name, value in options.items() if value is not None or name in given}
             )
         config.check()
+        if config.dataset not in DATASET_NAMES:  # a path that is not there is refused before TensorFlow loads
+            existing_path(config.dataset)
         if dry_run:
             click.echo(json.dumps(dry_run_plan(config, saved["step"] if resume else 0), indent=2))
             return

@@ -40,7 +40,7 @@ def load_dataset(dataset, image_size=None, channels=None, center_crop=False, mem
     image_folders); other data is used as it is stored, so they may only repeat its shape.
     A folder too big for `memory_limit` bytes comes back as an ImageFolder that reads batches from disk.
     """
-    path = None if dataset in DATASET_NAMES else _existing_path(dataset)
+    path = None if dataset in DATASET_NAMES else existing_path(dataset)
     if path and path.is_dir() and not _idx_files(path):
         return load_image_folder(path, image_size, channels, center_crop, memory_limit)
     if dataset == "mnist":
@@ -89,7 +89,7 @@ def load_conditional(dataset, image_size=None, channels=None, center_crop=False,
     subfolder names, sorted (as keras.utils.image_dataset_from_directory reads them). The classes
     are numbered 0 to K - 1, every one with images, K at least 2.
     """
-    path = None if dataset in DATASET_NAMES else _existing_path(dataset)
+    path = None if dataset in DATASET_NAMES else existing_path(dataset)
     if path and path.is_dir() and not _idx_files(path):
         return load_image_folder(path, image_size, channels, center_crop, memory_limit, labelled=True)
     if dataset in ("mnist", "mnist-sample"):
@@ -202,7 +202,8 @@ def _fashion_mnist_folder():
     )
 
 
-def _existing_path(dataset):
+def existing_path(dataset):
+    """`dataset`, a path, as a Path: refused in one line if it is not there, or is neither a file nor a folder."""
     path = Path(dataset).expanduser()
     if not path.exists():
         raise UserError(
@@ -231,7 +232,7 @@ def load_labelled(dataset, image_size=None, channels=None, center_crop=False, me
         return _labelled_npz(_mnist_file() if dataset == "mnist" else MNIST_SAMPLE)
     if dataset == "fashion-mnist":
         return _labelled_idx_folder(_fashion_mnist_folder())
-    path = _existing_path(dataset)
+    path = existing_path(dataset)
     if path.is_dir() and _idx_files(path):
         return _labelled_idx_folder(path)
     if path.is_dir() and any(entry.is_dir() for entry in path.iterdir()):

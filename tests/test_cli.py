@@ -135,6 +135,15 @@ def test_a_dry_run_of_mnist_not_yet_here_prints_only_its_plan_and_downloads_noth
     assert not (tmp_path / "keras").exists()
 
 
+def test_a_dataset_path_that_is_not_there_is_refused_before_tensorflow_loads(tmp_path):
+    script = ("import sys, cli\ntry:\n    cli.main(['train', '--dataset', sys.argv[1], '--weights-dir', sys.argv[2]])\n"
+              "except SystemExit as exit:\n    print('tensorflow' in sys.modules, exit.code)")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "nothing"), str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert result.stdout.split() == ["False", "1"], result.stderr
+    assert result.stderr.startswith("Error: dataset") and "is neither a known name" in result.stderr
+
+
 def test_keras_download_lines_go_to_stderr_not_stdout(tmp_path, monkeypatch, capsys):
     from dcgan.datasets import _mnist_file
 
