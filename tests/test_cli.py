@@ -144,15 +144,6 @@ def test_a_dataset_path_that_is_not_there_is_refused_before_tensorflow_loads(tmp
     assert result.stderr.startswith("Error: dataset") and "is neither a known name" in result.stderr
 
 
-def test_keras_download_lines_go_to_stderr_not_stdout(tmp_path, monkeypatch, capsys):
-    from dcgan.datasets import _mnist_file
-
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    _mnist_file()  # downloads full MNIST where the network allows, else falls back to the sample, saying so
-    said = capsys.readouterr()
-    assert said.out == "" and "mnist.npz" in said.err
-
-
 def test_a_preset_sets_the_training_settings_and_options_override_it():
     settings = (
         "activation",

@@ -83,34 +83,6 @@ def metrics_steps(metrics_rows, weights_dir):
     return [int(row["step"]) for row in metrics_rows(weights_dir)]
 
 
-def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_exactly(
-    metrics_rows, tmp_path, processes
-):
-    straight, _ = start_workers(
-        processes,
-        tmp_path,
-        "--steps",
-        5,
-        folders=lambda index: ("weights", "samples") if index == 0 else ("worker-weights", "worker-samples"),
-    )
-    finish(straight)
-    # Only the chief wrote the run: its grids, metrics and checkpoints; worker 1 nothing of its folders.
-    assert len(list((tmp_path / "samples").glob("fakes_*.png"))) == 3 and metrics_steps(
-        metrics_rows, tmp_path / "weights"
-    ) == [1, 2, 3, 4, 5]
-    assert not (tmp_path / "worker-weights").exists() and not (tmp_path / "worker-samples").exists()
-
-    # Two workers stopped at step 3 and resumed from the chief's folder, which both read: step 5 is the straight run's.
-    (tmp_path / "split").mkdir()
-    finish(start_workers(processes, tmp_path / "split", "--steps", 3)[0])
-    resumed, _ = start_workers(processes, tmp_path / "split", "--resume", "--steps", 5)
-    out, _ = finish(resumed)[1]
-    assert "Resuming at step 3" in out and "worker 1 of 2" in out
-    for a, b in zip(saved_state(tmp_path / "split" / "weights"), saved_state(tmp_path / "weights"), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert metrics_steps(metrics_rows, tmp_path / "split" / "weights") == [1, 2, 3, 4, 5]
-
-
 def model_weights(snapshot):
     """Every weight of every model file in a snapshot folder, by file and position."""
     import h5py
@@ -124,7 +96,7 @@ def model_weights(snapshot):
 
 
 # What a change of --threads alone does to one process's weights (1 against 2 threads, mnist-sample, batch 8,
-# seed 2; largest difference over every model's weights) after 1 and 3 steps, and the bound this test holds two
+# seed 2; largest difference over every model's weights) after 1 and 3 steps, and the bound the tests hold two
 # workers to: 5 times that. Before the workers' batch norm took its variance as one device does, the default preset's
 # workers differed by 7.3e-5 after one step and 7.7e-4 after three (Adam turns a variance rounded otherwise into
 # updates of its full learning rate).
@@ -135,23 +107,64 @@ PRESET_BOUNDS = {  # preset: (threads after 1 step, after 3; bound)
 }
 
 
-@pytest.mark.parametrize("preset", list(PRESET_BOUNDS))
-def test_two_workers_train_what_one_process_trains_with_adam(tmp_path, processes, preset):
-    options = ["--preset", preset, "--dataset", "mnist-sample", "--batch-size", "8", "--seed", "2", "--steps", "3",
-               "--save-every", "1", "--keep", "0", "--sample-every", "1000", "--threads", "1"]
-    workers, _ = start_workers(processes, tmp_path, options=options,
-                               folders=lambda index: (f"weights{index}", f"samples{index}"))
-    alone = subprocess.run([str(Path(sys.executable).parent / "dcgan"), "train", *options, "--weights-dir", "alone",
-                            "--samples-dir", "alone-samples"], cwd=tmp_path, capture_output=True, text=True)
-    assert alone.returncode == 0, alone.stderr
-    finish(workers)
+def three_steps(preset):
+    return ["--preset", preset, "--dataset", "mnist-sample", "--batch-size", "8", "--seed", "2", "--steps", "3",
+            "--save-every", "1", "--keep", "0", "--sample-every", "2", "--threads", "1"]
+
+
+def start_alone(folder, options):
+    """The same run in one process, meanwhile, into folder/alone."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "dcgan"), "train", *options, "--weights-dir", "alone",
+                             "--samples-dir", "alone-samples"], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def assert_like_one_process(folder, weights, preset):
+    """The chief's models after steps 1 and 3 are the single process's, to 5 times what --threads alone changes."""
     bound = PRESET_BOUNDS[preset][-1]
     for step in (1, 3):
-        one, two = (model_weights(tmp_path / run / "snapshots" / f"step{step:07d}") for run in ("alone", "weights0"))
+        one, two = (model_weights(folder / run / "snapshots" / f"step{step:07d}") for run in ("alone", weights))
         assert one.keys() == two.keys()
         worst = max(one, key=lambda name: float(np.abs(one[name] - two[name]).max()))
         difference = float(np.abs(one[worst] - two[worst]).max())
         assert difference < bound, f"after step {step}, {worst} differs by {difference:.2g}"
+
+
+def test_two_workers_train_one_run_only_the_chief_writes_and_resume_continues_exactly(
+    metrics_rows, tmp_path, processes
+):
+    # The default preset, which trains what one process trains (as the other presets below).
+    options = three_steps("fast")
+    straight, _ = start_workers(
+        processes, tmp_path, options=options,
+        folders=lambda index: ("weights", "samples") if index == 0 else ("worker-weights", "worker-samples"),
+    )
+    alone = start_alone(tmp_path, options)
+    finish([*straight, alone])
+    # Only the chief wrote the run: its grids, metrics and checkpoints; worker 1 nothing of its folders.
+    assert len(list((tmp_path / "samples").glob("fakes_*.png"))) == 2 and metrics_steps(
+        metrics_rows, tmp_path / "weights"
+    ) == [1, 2, 3]
+    assert not (tmp_path / "worker-weights").exists() and not (tmp_path / "worker-samples").exists()
+    assert_like_one_process(tmp_path, "weights", "fast")
+
+    # Two workers stopped at step 2 and resumed from the chief's folder, which both read: step 3 is the straight run's.
+    (tmp_path / "split").mkdir()
+    finish(start_workers(processes, tmp_path / "split", "--steps", 2, options=options)[0])
+    resumed, _ = start_workers(processes, tmp_path / "split", "--resume", "--steps", 3, options=[])
+    out, _ = finish(resumed)[1]
+    assert "Resuming at step 2" in out and "worker 1 of 2" in out
+    for a, b in zip(saved_state(tmp_path / "split" / "weights"), saved_state(tmp_path / "weights"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert metrics_steps(metrics_rows, tmp_path / "split" / "weights") == [1, 2, 3]
+
+
+@pytest.mark.parametrize("preset", ["dcgan-paper", "wgan-gp"])
+def test_two_workers_train_what_one_process_trains_with_adam(tmp_path, processes, preset):
+    workers, _ = start_workers(processes, tmp_path, options=three_steps(preset),
+                               folders=lambda index: (f"weights{index}", f"samples{index}"))
+    finish([*workers, start_alone(tmp_path, three_steps(preset))])
+    assert_like_one_process(tmp_path, "weights0", preset)
 
 
 def test_a_signal_on_one_worker_stops_both_at_one_step_and_a_lost_worker_stops_the_other(
