@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.errors import UserError, first_line
-from dcgan.files import partial_path, place_new, remove, remove_partials, writable_folder
+from dcgan.files import new_partial, partial_path, place_new, remove, writable_folder
 from dcgan.conditioning import BODY
 from dcgan.generation import all_classes, latent_noise
 from dcgan.weights import RunFolder
@@ -116,8 +116,7 @@ def export_generator(weights_dir, format, output, overwrite=False, tolerance=TOL
     if classes:
         inputs[LABELS_NAME] = (np.arange(CHECK_COUNT) % len(classes)).astype(np.int32)
     expected = generator.predict(list(inputs.values()) if classes else inputs[INPUT_NAME], verbose=0)
-    remove_partials(output.parent, output.name)
-    partial = partial_path(output)
+    partial = new_partial(output)
     try:
         try:
             _write(generator, kind, partial)

@@ -20,6 +20,12 @@ def partial_path(path):
     return path.with_name(f"{PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name[-NAME_TAIL:]}")
 
 
+def new_partial(path):
+    """A hidden name to write `path` under (`partial_path`), after removing what killed writers left of it."""
+    remove_partials(Path(path).parent, Path(path).name)
+    return partial_path(path)
+
+
 def remove_partials(folder, name=None):
     """Remove the partial outputs in `folder` (of the output `name` only, if given) whose writer is gone: a killed
     command's leftovers. Those of running commands stay."""
@@ -47,8 +53,7 @@ def write_atomically(path, write, replace=True):
     new one, never half of one. With `replace` False, `path` must not exist, even if another process creates it
     meanwhile: a UserError then, and nothing is replaced."""
     path = Path(path)
-    remove_partials(path.parent, path.name)
-    temporary = partial_path(path)
+    temporary = new_partial(path)
     try:
         write(temporary)
         with open(temporary, "rb") as file:
@@ -100,14 +105,19 @@ def remove(path):
 def read_small_file(path, limit):
     """The text of the file `path`, refused unread if it is not a regular file (a FIFO would block, a device never
     end) or if it holds more than `limit` bytes."""
+    with open_bounded(path, limit, "rb") as file:
+        return file.read().decode("utf-8")
+
+
+def open_bounded(path, limit, mode="r", **options):
+    """`path` opened, refused unopened if it is not a regular file (a FIFO would block, a device never end) or if
+    it holds more than `limit` bytes."""
     path = Path(path)
     if path.exists() and not path.is_file():
-        raise OSError(errno.EINVAL, "not a regular file")
-    with open(path, "rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    if path.exists() and path.stat().st_size > limit:
         raise ValueError(f"it holds more than {limit:,} bytes")
-    return data.decode("utf-8")
+    return open(path, mode, **options)
 
 
 def fsync_folder(folder):

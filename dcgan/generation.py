@@ -10,7 +10,7 @@ from PIL import Image
 
 from dcgan.conditioning import BODY
 from dcgan.errors import UserError
-from dcgan.files import partial_path, place_new, remove, remove_partials, write_atomically
+from dcgan.files import new_partial, place_new, remove, write_atomically
 from dcgan.images import save_animation, save_grid, to_picture, to_uint8
 from dcgan.weights import RunFolder
 
@@ -202,8 +202,7 @@ def save_images(weights_dir, count, seed, output, classes=None):
         write_atomically(output, lambda temporary: _write_npz(batches, count, temporary), replace=False)
         return
     names = [_file_safe(name) for name in run.class_names]
-    remove_partials(output.parent, output.name)
-    partial = partial_path(output)
+    partial = new_partial(output)
     try:
         partial.mkdir()
         index = 0

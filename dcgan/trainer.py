@@ -86,7 +86,7 @@ class Trainer:
             # each normalized by its own statistics, as PyTorch's DCGAN example does: the generator's update shows
             # it generated images alone, and a discriminator that learned them normalized together with real ones
             # would judge them there by statistics it never learned from, which the generator learns to exploit.
-            self.separate_batches = _has_batch_norm(self.discriminator)
+            self.separate_batches = any(batch_norms(self.discriminator))
             self.discriminator_variables = list(self.discriminator.trainable_variables)
             self.generator_variables = list(self.generator.trainable_variables)
             self.d_optimizer = make_optimizer(config, config.lr)
@@ -346,10 +346,6 @@ def build_model(role, config, image_shape=IMAGE_SHAPE, latent_dim=LATENT_DIM, cl
 
 def _mean_of(tensors):
     return tensors[0] if len(tensors) == 1 else tf.add_n(tensors) / len(tensors)
-
-
-def _has_batch_norm(model):
-    return any(batch_norms(model))
 
 
 def _replicas():

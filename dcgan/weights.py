@@ -23,7 +23,6 @@ This module is the one place that knows this layout; `RunFolder` reads a run's r
 rebuilds its models from it.
 """
 import dataclasses
-import errno
 import functools
 import json
 import platform
@@ -39,7 +38,7 @@ from dcgan.array_files import NPZ_ERRORS, npy_header
 from dcgan.config import TrainConfig, json_text, saved_config, settings_problem
 from dcgan.datasets import MAX_CLASSES
 from dcgan.errors import UserError, first_line
-from dcgan.files import fsync_folder, read_small_file, remove, write_atomically
+from dcgan.files import fsync_folder, open_bounded, read_small_file, remove, write_atomically
 from dcgan.sizes import check_image_size
 
 RUN_FILE = "run.json"
@@ -71,13 +70,9 @@ def versions():
 
 
 def open_metrics(path):
-    """metrics.csv, opened to read as text; refused unread if it is not a regular file or is larger than any run's."""
-    path = Path(path)
-    if path.exists() and not path.is_file():
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    if path.exists() and path.stat().st_size > METRICS_FILE_BYTES:
-        raise ValueError(f"it holds more than {METRICS_FILE_BYTES:,} bytes, more than a million steps write")
-    return open(path, newline="")
+    """metrics.csv, opened to read as text; refused unread if it is not a regular file or is larger than any run's
+    (about a million steps)."""
+    return open_bounded(path, METRICS_FILE_BYTES, newline="")
 
 
 def grid_name(step, epoch):
